@@ -1,0 +1,52 @@
+# The two commands of the README. Both set everything up themselves on a fresh
+# machine with Python 3.11: a virtual environment in .venv, the pinned packages,
+# and a verified copy of Fashion-MNIST.
+#
+#   make book   execute every notebook in full mode and build the site into _build/html
+#   make test   unit tests, every notebook in quick mode (nbmake), the site built
+#               from those quick-mode outputs with warnings as errors, offline checks
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+QUICK  := _build/quick
+
+.PHONY: book test setup data clean clean-cache
+
+book: setup data
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "The site is in _build/html (open _build/html/index.html)."
+
+# One pytest run. The notebooks are executed (quick mode) in a copy of the book under
+# $(QUICK), so that their outputs never touch book/ and the site test can build from them
+# without executing anything again; its own Sphinx cache never mixes with full mode's.
+test: setup data
+	rm -rf $(QUICK) && mkdir -p $(QUICK)
+	cp -r book _config.yml _toc.yml $(QUICK)/
+	UVBOOK_QUICK=1 $(PY) -m pytest -p no:cacheprovider tests/unit \
+	    --nbmake --overwrite --nbmake-timeout=900 $(QUICK)/book tests/site
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+# Fashion-MNIST: a verified local copy, else Debian's package when we are root with
+# apt-get, else nothing here (the loader downloads it through Keras on first use).
+data: setup
+	@if $(PY) -m uvbook.data --check-local; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's dataset-fashion-mnist"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist \
+	    && $(PY) -m uvbook.data --check-local; \
+	else echo "No local Fashion-MNIST: the notebooks will download it through Keras."; fi
+
+clean:
+	rm -rf _build
+
+# The execution cache keys on cell code only: after changing uvbook, clear it to retrain.
+clean-cache:
+	rm -rf _build/.jupyter_cache

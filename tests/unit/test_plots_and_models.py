@@ -1,0 +1,61 @@
+"""uvbook.plots and uvbook.models.classifier."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from uvbook import plots  # noqa: E402
+from uvbook.models import build_cnn_classifier  # noqa: E402
+
+
+def test_image_grid_draws_one_panel_per_image():
+    images = np.random.default_rng(0).uniform(size=(7, 28, 28, 1)).astype(np.float32)
+    fig = plots.image_grid(images, titles=[str(i) for i in range(7)], ncols=4)
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(fig.axes) == 8 and len(drawn) == 7
+    assert [ax.get_title() for ax in drawn] == [str(i) for i in range(7)]
+
+
+def test_scatter_and_curves():
+    fig = plots.scatter_by_class(np.random.rand(30, 2), np.repeat(np.arange(3), 10), ["a", "b", "c"])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b", "c"]
+    fig = plots.loss_curves({"loss": [3.0, 2.0, 1.0], "val_loss": [3.5, 2.5, 2.0]})
+    assert len(fig.axes[0].lines) == 2
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: plots.image_grid(np.zeros((2, 28, 28, 3), np.float32)), "grey-scale"),
+    (lambda: plots.image_grid(np.zeros((2, 28, 28, 1), np.float32), titles=["a"]), "one entry per image"),
+    (lambda: plots.scatter_by_class(np.zeros((3, 3)), [0, 1, 2]), "2 columns"),
+    (lambda: plots.loss_curves({"loss": [1.0]}, keys=["acc"]), "unknown"),
+    (lambda: plots.loss_curves({}), "non-empty mapping"),
+    (lambda: build_cnn_classifier(num_classes=0), "positive integer"),
+    (lambda: build_cnn_classifier(input_shape=(28, 28, 3)), r"\(height, width, 1\)"),
+    (lambda: build_cnn_classifier(dropout=1.0), r"dropout must be in \[0, 1\)"),
+])
+def test_bad_input_raises_a_clear_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_classifier_learns_a_tiny_problem_and_round_trips(tmp_path):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 32)
+    x = rng.uniform(0, 0.3, size=(64, 28, 28, 1)).astype(np.float32)
+    x[y == 1, :14] += 0.6  # class 1: bright upper half
+    model = build_cnn_classifier(num_classes=2, width=8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x, y, epochs=5, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    assert history.history["accuracy"][-1] == 1.0
+    assert model.get_layer("features").output.shape[-1] == 128
+    path = tmp_path / "cnn.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)

@@ -1,0 +1,82 @@
+"""Argument checks shared by uvbook's public functions.
+
+Each raises a ``ValueError`` that names what was expected and what was given, so a
+reader who passes RGB images or a label array of the wrong length learns exactly
+what is wrong instead of meeting a shape error deep inside TensorFlow.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def check_positive_int(value, name: str) -> int:
+    """``value`` as an int if it is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def _describe(x) -> str:
+    if isinstance(x, np.ndarray):
+        return f"an array of shape {x.shape} and dtype {x.dtype}"
+    return f"{type(x).__name__}"
+
+
+def check_images(x, name: str = "images") -> np.ndarray:
+    """Images as float arrays of shape (N, H, W, 1) with finite values in [0, 1]."""
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x) if hasattr(x, "__array__") else x
+    if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[-1] != 1:
+        raise ValueError(
+            f"{name} must be grey-scale images shaped (N, height, width, 1); got {_describe(x)}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one image; got an empty array {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(
+            f"{name} must be floats in [0, 1] (divide uint8 pixels by 255); got dtype {x.dtype}"
+        )
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} must be finite; got {int(np.sum(~np.isfinite(x)))} NaN/inf values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{name} must lie in [0, 1]; got values from {lo:g} to {hi:g}")
+    return x
+
+
+def check_labels(y, name: str = "labels", length: int | None = None) -> np.ndarray:
+    """Integer class labels, 1-D, non-empty, optionally of a given length."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of class labels; got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        else:
+            raise ValueError(f"{name} must hold integer class labels; got dtype {y.dtype}")
+    if length is not None and len(y) != length:
+        raise ValueError(f"{name} must have one label per example ({length}); got {len(y)}")
+    return y
+
+
+def check_features(x, name: str = "features", length: int | None = None) -> np.ndarray:
+    """A finite 2-D float matrix (examples x features); images are flattened first."""
+    x = np.asarray(x)
+    if x.ndim > 2:
+        x = x.reshape(len(x), -1)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(
+            f"{name} must be a non-empty (examples, features) matrix or a batch of images; "
+            f"got shape {x.shape}"
+        )
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be real numbers; got dtype {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} must be finite; got {int(np.sum(~np.isfinite(x)))} NaN/inf values")
+    if length is not None and len(x) != length:
+        raise ValueError(f"{name} must have {length} rows (one per label); got {len(x)}")
+    return x
