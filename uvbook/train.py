@@ -1,0 +1,117 @@
+"""Training helpers: train once, reuse everywhere (Chapters 3-6).
+
+:func:`train_or_load` caches a trained model as a ``.keras`` file under
+:func:`cache_dir`, keyed by everything that determines its weights (the caller's key:
+model config, data, epochs, seed; plus the mode and uvbook's version). A later
+notebook that asks for the same key loads it instead of retraining; a changed key
+retrains; an entry whose file does not match its recorded SHA-256, or does not
+load, is retrained, never used. Writes are atomic (write, then rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from uvbook import __version__
+from uvbook.modes import mode_name
+
+
+def cache_dir() -> Path:
+    """``$UVBOOK_CACHE_DIR`` or ``~/.cache/uvbook``, created if needed.
+
+    Raises:
+        OSError: the folder cannot be created or written to (names the folder).
+    """
+    path = Path(os.environ.get("UVBOOK_CACHE_DIR") or Path.home() / ".cache" / "uvbook")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"uvbook cache folder {path} cannot be created: {err}; "
+                      "set UVBOOK_CACHE_DIR to a writable folder") from err
+    if not os.access(path, os.W_OK):
+        raise OSError(f"uvbook cache folder {path} is not writable; set UVBOOK_CACHE_DIR to a writable folder")
+    return path
+
+
+def cache_key(key: Mapping[str, Any]) -> str:
+    """A stable hex digest of ``key`` plus the mode and uvbook's version."""
+    if not isinstance(key, Mapping) or not key:
+        raise ValueError(f"key must be a non-empty mapping of what determines the weights; got {key!r}")
+    full = {"key": dict(key), "mode": mode_name(), "uvbook": __version__}
+    text = json.dumps(full, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None], suffix: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def train_or_load(name: str, build: Callable[[], keras.Model],
+                  train: Callable[[keras.Model], Any], key: Mapping[str, Any],
+                  folder: str | os.PathLike | None = None,
+                  verbose: bool = True) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Return ``(model, history)``: loaded from the cache when ``key`` matches, else trained.
+
+    Args:
+        name: a short file-name-safe name, e.g. ``"conv_ae_32"``.
+        build: makes the untrained, compiled model.
+        train: trains it in place; may return a Keras ``History`` or a dict of per-epoch lists.
+        key: everything that determines the weights (config, dataset and split, epochs, seed...).
+        folder: the cache folder (default :func:`cache_dir`).
+    """
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError(f"name must be a non-empty file-name-safe string (letters, digits, - _ .); got {name!r}")
+    folder = Path(folder) if folder is not None else cache_dir()
+    digest = cache_key(key)
+    model_path = folder / f"{name}-{digest[:16]}.keras"
+    meta_path = model_path.with_suffix(".json")
+    if model_path.is_file() and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("digest") != digest or meta.get("sha256") != _sha256(model_path):
+                raise ValueError("its SHA-256 or key does not match the record")
+            model = keras.models.load_model(model_path, safe_mode=True)
+            if verbose:
+                print(f"uvbook: loaded {name} from {model_path} (trained in {meta['seconds']:.0f} s)")
+            return model, meta["history"]
+        except Exception as err:  # noqa: BLE001 - any defect means "retrain"
+            print(f"uvbook: cache entry {model_path} is unusable ({err}); retraining")
+    model = build()
+    start = time.perf_counter()
+    result = train(model)
+    seconds = time.perf_counter() - start
+    history = getattr(result, "history", result) or {}
+    history = {k: [float(v) for v in vals] for k, vals in dict(history).items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(model_path, lambda tmp: model.save(tmp), suffix=".keras")
+    meta = {"name": name, "digest": digest, "key": json.loads(json.dumps(dict(key), default=str)),
+            "mode": mode_name(), "seconds": seconds, "history": history, "sha256": _sha256(model_path)}
+    _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8"),
+                  suffix=".json")
+    if verbose:
+        print(f"uvbook: trained {name} in {seconds:.0f} s; cached at {model_path}")
+    return model, history
