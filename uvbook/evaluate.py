@@ -3,7 +3,9 @@
 * clustering accuracy with Hungarian matching, and NMI, for k-means on a representation;
 * the few-label linear probe: logistic regression trained on k labels a class,
   repeated over several seeds, reported as mean and spread;
-* k-NN accuracy with all labels.
+* k-NN accuracy with all labels;
+* (Chapter 3) reconstruction error per pixel, PSNR, retrieval precision@k by class,
+  and the ROC AUC of an anomaly score.
 
 A representation is any (examples, features) matrix; images are flattened.
 """
@@ -75,7 +77,9 @@ class ProbeResult:
         return float(np.std(self.accuracies))
 
     def __str__(self) -> str:
-        return f"{self.mean:.3f} ± {self.std:.3f} ({self.per_class} labels a class, {len(self.accuracies)} seeds)"
+        labels = "label" if self.per_class == 1 else "labels"
+        return (f"{self.mean:.3f} ± {self.std:.3f} ({self.per_class} {labels} a class, "
+                f"{len(self.accuracies)} seeds)")
 
 
 def linear_probe(train_x, train_y, test_x, test_y, per_class: int,
@@ -122,3 +126,295 @@ def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 5) -> float:
         raise ValueError(f"k must be at most the number of training examples ({len(train_y)}); got {k}")
     clf = KNeighborsClassifier(n_neighbors=k).fit(train_x, train_y)
     return float(np.mean(clf.predict(test_x) == test_y))
+
+
+# --------------------------------------------------------------------------------------
+# Sample quality (Chapter 4): a Fréchet distance on a domain classifier's features, and
+# class coverage. The extractor is the Chapter-2 CNN trained on Fashion-MNIST, not
+# Inception-v3, so the numbers are *not* comparable with published FID values.
+# --------------------------------------------------------------------------------------
+
+DOMAIN_CLASSIFIER_NAME = "fashion_mnist_domain_classifier"
+
+
+def domain_classifier(n_train: int | None = None, epochs: int = 3, batch_size: int = 128,
+                      folder=None, verbose: bool = True):
+    """The Chapter-2 CNN trained on Fashion-MNIST's training labels, cached as a ``.keras`` file.
+
+    Trained once through :func:`uvbook.train.train_or_load` (Adam 1e-3 with cosine decay,
+    batch-norm momentum 0.9, seed 0) and loaded afterwards; a missing or corrupt cache
+    entry is retrained. ``n_train`` takes a stratified subset (quick mode). Its
+    penultimate ``"features"`` layer (128 ReLU units) is the feature space of
+    :func:`domain_frechet_distance`; its predictions give :func:`class_coverage`.
+    """
+    import keras
+
+    from uvbook.data import load_dataset, make_pipeline
+    from uvbook.models.classifier import build_cnn_classifier
+    from uvbook.modes import set_seed
+    from uvbook.train import train_or_load
+
+    if n_train is not None:
+        check_positive_int(n_train, "n_train")
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
+    lr, momentum = 1e-3, 0.9
+
+    def build():
+        set_seed(0)
+        model = build_cnn_classifier(num_classes=10)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = momentum
+        return model
+
+    def train(model):
+        x, y = load_dataset("fashion_mnist", "train", n=n_train)
+        steps = epochs * int(np.ceil(len(x) / batch_size))
+        model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps)),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model.fit(make_pipeline(x, y, batch_size=batch_size, seed=0), epochs=epochs, verbose=0)
+
+    key = {"model": "build_cnn_classifier(num_classes=10)", "data": "fashion_mnist/train",
+           "n_train": n_train, "epochs": epochs, "batch_size": batch_size, "adam_lr": lr,
+           "schedule": "cosine", "bn_momentum": momentum, "seed": 0}
+    model, _ = train_or_load(DOMAIN_CLASSIFIER_NAME, build, train, key, folder=folder, verbose=verbose)
+    return model
+
+
+_FEATURE_MODELS: dict[int, object] = {}
+
+
+def domain_features(classifier, images, batch_size: int = 500) -> np.ndarray:
+    """The classifier's ``"features"`` activations for images in [0, 1], as an (N, 128) float64 array."""
+    import keras
+
+    from uvbook.validate import check_images
+
+    images = check_images(images, "images")
+    check_positive_int(batch_size, "batch_size")
+    try:
+        layer = classifier.get_layer("features")
+    except (AttributeError, ValueError) as err:
+        raise ValueError("classifier must be a keras.Model with a layer named 'features' (see "
+                         f"uvbook.models.build_cnn_classifier); got {type(classifier).__name__}") from err
+    extractor = _FEATURE_MODELS.get(id(classifier))
+    if extractor is None or extractor.inputs[0] is not classifier.inputs[0]:
+        extractor = keras.Model(classifier.inputs[0], layer.output)
+        _FEATURE_MODELS[id(classifier)] = extractor
+    return extractor.predict(images, batch_size=batch_size, verbose=0).astype(np.float64)
+
+
+def _check_stats(mu, sigma, name: str) -> tuple[np.ndarray, np.ndarray]:
+    mu = np.asarray(mu, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if mu.ndim != 1 or mu.size == 0:
+        raise ValueError(f"mu{name} must be a non-empty 1-D mean vector; got shape {mu.shape}")
+    if sigma.shape != (mu.size, mu.size):
+        raise ValueError(f"sigma{name} must be a ({mu.size}, {mu.size}) covariance matrix to match "
+                         f"mu{name}; got shape {sigma.shape}")
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
+        raise ValueError(f"mu{name} and sigma{name} must be finite")
+    if not np.allclose(sigma, sigma.T, rtol=1e-6, atol=1e-9):
+        raise ValueError(f"sigma{name} must be symmetric")
+    return mu, sigma
+
+
+def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (Chapter 4, eq. ``frechet``).
+
+    ``||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2))``. The trace of
+    the matrix square root is computed as ``tr((A sigma2 A)^(1/2))`` with ``A = sigma1^(1/2)``:
+    a symmetric positive semi-definite matrix with the same eigenvalues as ``sigma1 sigma2``,
+    so no complex parts appear and the result is exact to rounding.
+    """
+    mu1, sigma1 = _check_stats(mu1, sigma1, "1")
+    mu2, sigma2 = _check_stats(mu2, sigma2, "2")
+    if mu1.size != mu2.size:
+        raise ValueError(f"both Gaussians must have the same dimension; got {mu1.size} and {mu2.size}")
+    w, v = np.linalg.eigh(sigma1)
+    root1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    middle = root1 @ sigma2 @ root1
+    eig = np.linalg.eigvalsh((middle + middle.T) / 2.0)
+    trace_root = float(np.sum(np.sqrt(np.clip(eig, 0.0, None))))
+    diff = mu1 - mu2
+    value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_root)
+    return max(value, 0.0)
+
+
+def frechet_distance(features_a, features_b) -> float:
+    """Fréchet distance between Gaussians fitted (mean, covariance) to two feature sets."""
+    a = check_features(features_a, "features_a").astype(np.float64)
+    b = check_features(features_b, "features_b").astype(np.float64)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"features_a and features_b must have the same number of features; got "
+                         f"{a.shape[1]} and {b.shape[1]}")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"each feature set needs at least 2 rows for a covariance; got {len(a)} and {len(b)}")
+    return frechet_distance_from_stats(a.mean(0), np.cov(a, rowvar=False).reshape(a.shape[1], -1),
+                                       b.mean(0), np.cov(b, rowvar=False).reshape(b.shape[1], -1))
+
+
+def domain_frechet_distance(classifier, images_a, images_b) -> float:
+    """Fréchet distance on the domain classifier's features between two image sets in [0, 1].
+
+    Like FID (Heusel et al. 2017) but on the Fashion-MNIST classifier of
+    :func:`domain_classifier` instead of Inception-v3: comparable across this book's
+    models, not with published FID numbers. It is biased upwards for small sets, so
+    compare sets of the same size (``images_b`` may also be precomputed features).
+    """
+    fa = domain_features(classifier, images_a)
+    fb = images_b if np.ndim(images_b) == 2 else domain_features(classifier, images_b)
+    return frechet_distance(fa, fb)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which classes a set of generated images falls into, by the domain classifier."""
+
+    classes: int
+    entropy_bits: float
+    histogram: tuple[float, ...]
+    min_share: float
+
+    def __str__(self) -> str:
+        return (f"{self.classes} of {len(self.histogram)} classes (each >= {self.min_share:.0%} of the "
+                f"samples), entropy {self.entropy_bits:.2f} of {np.log2(len(self.histogram)):.2f} bits")
+
+
+def class_coverage(classifier, images, min_share: float = 0.01, batch_size: int = 500) -> Coverage:
+    """Class coverage of a sample set: the classes the domain classifier predicts, and how evenly.
+
+    ``classes`` counts the classes that receive at least ``min_share`` of the samples (one
+    tenth of the uniform share by default, so that a handful of stray predictions do not
+    count as covering a class); ``entropy_bits`` is the entropy of the predicted-class
+    histogram, log2(10) = 3.32 bits for a uniform mix, 0 for a single class. A collapsed
+    generator scores low on both.
+    """
+    from uvbook.validate import check_images
+
+    images = check_images(images, "images")
+    if not 0.0 <= min_share < 1.0:
+        raise ValueError(f"min_share must be in [0, 1); got {min_share!r}")
+    check_positive_int(batch_size, "batch_size")
+    probs = classifier.predict(images, batch_size=batch_size, verbose=0)
+    counts = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
+    hist = counts / counts.sum()
+    nonzero = hist[hist > 0]
+    entropy = float(-(nonzero * np.log2(nonzero)).sum())
+    return Coverage(classes=int(np.sum(hist >= max(min_share, 1e-12))), entropy_bits=max(entropy, 0.0),
+                    histogram=tuple(float(h) for h in hist), min_share=float(min_share))
+
+
+# --------------------------------------------------------------------------------------
+# Reconstruction, retrieval and anomaly detection (Chapter 3, "What the codes are good for")
+# --------------------------------------------------------------------------------------
+
+def _check_pair(x, x_hat) -> tuple[np.ndarray, np.ndarray]:
+    """Two finite real arrays of the same shape, at least one example, as float64."""
+    x, x_hat = np.asarray(x), np.asarray(x_hat)
+    for name, a in (("x", x), ("x_hat", x_hat)):
+        if a.ndim < 2 or a.shape[0] == 0 or a.size == 0:
+            raise ValueError(f"{name} must be a non-empty batch (N, ...) of images or vectors; got shape {a.shape}")
+        if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+            raise ValueError(f"{name} must hold real numbers; got dtype {a.dtype}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} must be finite; got {int(np.sum(~np.isfinite(a)))} NaN/inf values")
+    if x.shape != x_hat.shape:
+        raise ValueError(f"x_hat must have the shape of x {x.shape}; got {x_hat.shape}")
+    return x.astype(np.float64), x_hat.astype(np.float64)
+
+
+def reconstruction_mse(x, x_hat, per_image: bool = False):
+    """Mean squared error per pixel between images ``x`` and reconstructions ``x_hat``.
+
+    With ``per_image`` the (N,) array of each image's mean over its pixels (an anomaly
+    score); otherwise their mean, a float (the chapter's "MSE per pixel").
+    """
+    x, x_hat = _check_pair(x, x_hat)
+    err = np.square(x - x_hat).reshape(len(x), -1).mean(axis=1)
+    return err if per_image else float(err.mean())
+
+
+def psnr(x, x_hat, data_range: float = 1.0, per_image: bool = False):
+    """Peak signal-to-noise ratio in dB, ``10 log10(data_range^2 / MSE)``, image by image.
+
+    Returns the mean over images of each image's PSNR (or the (N,) array with
+    ``per_image``). An exact reconstruction has infinite PSNR.
+    """
+    if isinstance(data_range, bool) or not isinstance(data_range, (int, float, np.number)) \
+            or not np.isfinite(data_range) or data_range <= 0:
+        raise ValueError(f"data_range must be a positive number (1.0 for pixels in [0, 1]); got {data_range!r}")
+    mse = reconstruction_mse(x, x_hat, per_image=True)
+    with np.errstate(divide="ignore"):
+        values = 10.0 * np.log10(float(data_range) ** 2 / mse)
+    return values if per_image else float(values.mean())
+
+
+def retrieval_precision_at_k(features, labels, k: int = 10, query_features=None, query_labels=None,
+                             by_class: bool = False):
+    """Precision@k of nearest-neighbour retrieval (Euclidean), judged by class.
+
+    For each query, the fraction of its ``k`` nearest neighbours in ``features`` that
+    share its class, averaged over queries. Without queries, every row of ``features``
+    queries all the others (leave-one-out: an item never retrieves itself).
+
+    Returns the mean precision (a float), or with ``by_class`` a pair
+    ``(mean, {class: mean precision of that class's queries})``.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    labels = check_labels(labels, "labels")
+    features = check_features(features, "features", length=len(labels))
+    check_positive_int(k, "k")
+    leave_one_out = query_features is None and query_labels is None
+    if leave_one_out:
+        if k > len(labels) - 1:
+            raise ValueError(f"k must be at most the number of items minus one ({len(labels) - 1}) "
+                             f"when every item queries the others; got {k}")
+        q_x, q_y = features, labels
+    else:
+        if query_features is None or query_labels is None:
+            raise ValueError("query_features and query_labels must be given together, or neither")
+        q_y = check_labels(query_labels, "query_labels")
+        q_x = check_features(query_features, "query_features", length=len(q_y))
+        if q_x.shape[1] != features.shape[1]:
+            raise ValueError(f"query_features must have the features' dimension {features.shape[1]}; "
+                             f"got {q_x.shape[1]}")
+        if k > len(labels):
+            raise ValueError(f"k must be at most the number of items ({len(labels)}); got {k}")
+    nn = NearestNeighbors(n_neighbors=k + int(leave_one_out), algorithm="brute").fit(features)
+    _, idx = nn.kneighbors(q_x)
+    if leave_one_out:
+        own = np.arange(len(q_x))[:, None]
+        # drop the query itself (it may tie with a duplicate, so not always in column 0)
+        keep = idx != own
+        keep[keep.sum(axis=1) > k, -1] = False
+        idx = idx[keep].reshape(len(q_x), k)
+    hits = (labels[idx] == q_y[:, None]).mean(axis=1)
+    mean = float(hits.mean())
+    if not by_class:
+        return mean
+    return mean, {int(c): float(hits[q_y == c].mean()) for c in np.unique(q_y)}
+
+
+def anomaly_auc(normal_scores, anomalous_scores) -> float:
+    """ROC AUC of an anomaly score: the probability that an anomaly scores above a normal item.
+
+    ``normal_scores`` and ``anomalous_scores`` are 1-D arrays of scores (for instance,
+    reconstruction errors) of normal and anomalous items; 1.0 is a perfect detector,
+    0.5 chance. Ties count one half (scikit-learn's ``roc_auc_score``).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    arrays = []
+    for name, s in (("normal_scores", normal_scores), ("anomalous_scores", anomalous_scores)):
+        s = np.asarray(s)
+        if s.ndim != 1 or s.size == 0:
+            raise ValueError(f"{name} must be a non-empty 1-D array of scores; got shape {s.shape}")
+        if not np.issubdtype(s.dtype, np.number) or np.issubdtype(s.dtype, np.complexfloating) \
+                or not np.all(np.isfinite(s)):
+            raise ValueError(f"{name} must be finite real numbers; got dtype {s.dtype}")
+        arrays.append(s.astype(np.float64))
+    y = np.concatenate([np.zeros(len(arrays[0])), np.ones(len(arrays[1]))])
+    return float(roc_auc_score(y, np.concatenate(arrays)))

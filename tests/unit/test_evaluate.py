@@ -46,7 +46,7 @@ def test_linear_probe_and_knn_on_separable_data():
     xt, yt = _blobs(seed=1)
     result = evaluate.linear_probe(x, y, xt, yt, per_class=1, seeds=(0, 1, 2))
     assert result.accuracies == (1.0, 1.0, 1.0) and result.mean == 1.0 and result.std == 0.0
-    assert "1 labels a class" in str(result)
+    assert "1 label a class, 3 seeds" in str(result)
     assert evaluate.knn_accuracy(x, y, xt, yt, k=3) == 1.0
 
 
