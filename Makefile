@@ -10,7 +10,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-QUICK  := _build/quick
+QUICK  := _quick
 
 .PHONY: book test setup data clean clean-cache
 
@@ -19,8 +19,9 @@ book: setup data
 	@echo "The site is in _build/html (open _build/html/index.html)."
 
 # One pytest run. The notebooks are executed (quick mode) in a copy of the book under
-# $(QUICK), so that their outputs never touch book/ and the site test can build from them
-# without executing anything again; its own Sphinx cache never mixes with full mode's.
+# $(QUICK) (not under _build: nbmake skips any path with a _build part), so that their
+# outputs never touch book/ and the site test builds from them without executing anything
+# again; quick-mode outputs never enter full mode's execution cache.
 test: setup data
 	rm -rf $(QUICK) && mkdir -p $(QUICK)
 	cp -r book _config.yml _toc.yml $(QUICK)/
@@ -45,7 +46,7 @@ data: setup
 	else echo "No local Fashion-MNIST: the notebooks will download it through Keras."; fi
 
 clean:
-	rm -rf _build
+	rm -rf _build $(QUICK)
 
 # The execution cache keys on cell code only: after changing uvbook, clear it to retrain.
 clean-cache:

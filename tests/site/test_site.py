@@ -1,7 +1,7 @@
 """The site built from the quick-mode notebooks: builds clean and loads nothing from elsewhere.
 
 `make test` executes every notebook with nbmake (quick mode) in a copy of the book under
-_build/quick and runs these tests last, in the same pytest run; they build that copy
+_quick/ and runs these tests last, in the same pytest run; they build that copy
 with execution switched off, so the site shows exactly the outputs nbmake produced.
 """
 
@@ -20,7 +20,7 @@ import yaml
 from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parents[2]
-SRC = Path(os.environ.get("UVBOOK_SITE_SRC", ROOT / "_build" / "quick"))
+SRC = Path(os.environ.get("UVBOOK_SITE_SRC", ROOT / "_quick"))
 HTML = SRC / "_build" / "html"
 
 
