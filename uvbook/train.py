@@ -115,3 +115,27 @@ def train_or_load(name: str, build: Callable[[], keras.Model],
     if verbose:
         print(f"uvbook: trained {name} in {seconds:.0f} s; cached at {model_path}")
     return model, history
+
+
+# --------------------------------------------------------------------------------------
+# Several devices (appendix "Scaling out with tf.distribute").
+# --------------------------------------------------------------------------------------
+
+def num_replicas() -> int:
+    """How many replicas the current ``tf.distribute`` strategy runs (1 outside any strategy)."""
+    import tensorflow as tf
+
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def replica_scaled(loss):
+    """``loss / num_replicas()``: the per-replica loss a custom ``train_step`` should differentiate.
+
+    Under ``tf.distribute.MirroredStrategy`` every replica computes its loss as a mean over
+    its own share of the global batch, and Keras *sums* the replicas' gradients; dividing
+    each replica's loss by the number of replicas makes that sum the gradient of the mean
+    over the global batch, as on one device (Keras' built-in losses do the same). Report
+    the unscaled loss in metrics. Outside a strategy it returns ``loss`` unchanged.
+    """
+    n = num_replicas()
+    return loss if n == 1 else loss / n
