@@ -37,6 +37,7 @@ import numpy as np
 from keras import layers, ops
 
 from uvbook import layers as uvlayers
+from uvbook.train import replica_scaled
 
 LOSSES = ("mse", "bce")
 NOISES = ("gaussian", "masking", "salt_pepper")
@@ -255,7 +256,8 @@ class Autoencoder(keras.Model):
         self._check_tensor(x)
         with tf.GradientTape() as tape:
             loss, mse, penalty = self._compute_losses(x, training=True)
-        grads = tape.gradient(loss, self.trainable_weights)
+            scaled = replica_scaled(loss)  # one device: the loss itself (see uvbook.train)
+        grads = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
         return self._update(loss, mse, penalty)
 
@@ -532,9 +534,11 @@ def chapter3_model(name: str, verbose: bool = True):
         model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
         return model
 
-    def train(model):
+    def train(model, backup=None):
+        from uvbook.callbacks import resumable  # checkpoint every epoch, resume, stop on NaN
+
         x, _ = load_dataset(cfg["dataset"], "train", n=n_train, seed=0)
         return model.fit(x, epochs=epochs, batch_size=cfg["batch_size"], shuffle=True,
-                         verbose=2 if verbose else 0)
+                         verbose=2 if verbose else 0, callbacks=resumable(backup))
 
     return train_or_load(name, build, train, key, verbose=verbose)

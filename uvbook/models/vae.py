@@ -40,6 +40,7 @@ from keras import ops
 
 from uvbook.layers import (Sampling, build_conv_decoder, build_conv_encoder, build_dense_decoder,
                            build_dense_encoder)
+from uvbook.train import replica_scaled
 from uvbook.validate import check_images, check_positive_int
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -167,7 +168,8 @@ class VAE(keras.Model):
         with tf.GradientTape() as tape:
             reconstruction, kl = self._terms(x, training=True)
             total = reconstruction + self.beta * kl
-        grads = tape.gradient(total, self.trainable_weights)
+            scaled = replica_scaled(total)  # one device: the loss itself (see uvbook.train)
+        grads = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
         return self._update(total, reconstruction, kl)
 
@@ -388,11 +390,14 @@ def train_fashion_vae(verbose: bool = True) -> tuple[VAE, dict[str, list[float]]
         set_seed(sizes["seed"])
         return build_vae(seed=sizes["seed"], name="fashion_vae", **FASHION_VAE_CONFIG)
 
-    def fit(model: VAE):
+    def fit(model: VAE, backup=None):
+        from uvbook.callbacks import resumable  # checkpoint every epoch, resume, stop on NaN
+
         x, _ = load_dataset("fashion_mnist", "train", n=sizes["n_train"])
         x_val, _ = load_dataset("fashion_mnist", "test", n=sizes["n_val"])
         train = make_pipeline(x, batch_size=sizes["batch_size"], seed=sizes["seed"])
         val = make_pipeline(binarize(x_val, seed=0), batch_size=1000, shuffle=False)
-        return model.fit(train, epochs=sizes["epochs"], validation_data=val, verbose=0)
+        return model.fit(train, epochs=sizes["epochs"], validation_data=val, verbose=0,
+                         callbacks=resumable(backup, data=train))
 
     return train_or_load("fashion_vae", build, fit, key, verbose=verbose)

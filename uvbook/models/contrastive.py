@@ -1,0 +1,314 @@
+"""A small SimCLR-style contrastive model (Chapter 7, "Trend: self-supervised learning").
+
+SimCLR (Chen et al. 2020) learns a representation without labels by making two random
+augmentations of the same image agree:
+
+1. :func:`augment` draws two *views* of every image in a batch (random resized crop,
+   horizontal flip, brightness and contrast jitter);
+2. an **encoder** maps each view to its representation ``h`` (the features that
+   recognition uses afterwards);
+3. a **projection head** (a small MLP) maps ``h`` to ``z``, where the loss is computed;
+4. the **NT-Xent loss** (:func:`nt_xent_loss`) treats the two views of an image as a
+   positive pair and the other ``2N - 2`` views of the batch as negatives: a softmax
+   cross-entropy over cosine similarities divided by a temperature.
+
+The projection head is thrown away after training; :meth:`SimCLR.encode` returns ``h``.
+The model follows the book's Keras 3 idiom: a ``keras.Model`` subclass with a
+``train_step`` returning its metrics, ``keras.metrics.Mean`` trackers exposed through
+``metrics``, ``get_config`` and ``.keras`` saving. Under ``tf.distribute`` its gradient is
+that of the global batch (the loss is divided by the number of replicas with
+:func:`uvbook.train.replica_scaled`), but the negatives are those of each replica's shard.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from uvbook.layers import build_conv_encoder
+from uvbook.validate import check_images, check_positive_int
+
+_LARGE = 1e9
+
+
+def _check_range(value, name: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- augmentations
+
+def augment(images, seed=None, crop_scale: tuple[float, float] = (0.3, 1.0),
+            flip: bool = True, jitter: float = 0.4):
+    """One random view of every image in a batch (N, H, W, 1) in [0, 1]; a TensorFlow tensor.
+
+    * random resized crop: a box covering a fraction ``crop_scale`` of the image area, aspect
+      ratio between 3/4 and 4/3, resized back to H x W (bilinear);
+    * horizontal flip with probability 1/2 (if ``flip``);
+    * contrast scaled by a factor in ``[1 - jitter, 1 + jitter]`` around the image's mean and
+      brightness shifted by up to ``jitter / 4``, then clipped to [0, 1].
+
+    ``seed`` is an int, a ``keras.random.SeedGenerator`` (what :class:`SimCLR` passes, so
+    that every call draws new views) or ``None``.
+    """
+    import tensorflow as tf
+
+    lo, hi = crop_scale
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ValueError(f"crop_scale must be (low, high) with 0 < low <= high <= 1; got {crop_scale!r}")
+    _check_range(jitter, "jitter", 0.0, 1.0)
+    x = ops.convert_to_tensor(images, dtype="float32")
+    if len(x.shape) != 4 or x.shape[-1] != 1:
+        raise ValueError(f"images must be a batch shaped (N, height, width, 1); got shape {tuple(x.shape)}")
+    n = ops.shape(x)[0]
+    height, width = int(x.shape[1]), int(x.shape[2])
+    if isinstance(seed, int) or seed is None:
+        seed = keras.random.SeedGenerator(seed)
+
+    def uniform(low, high, shape=None):
+        return keras.random.uniform((n,) if shape is None else shape, low, high, seed=seed)
+
+    area = uniform(lo, hi)
+    log_ratio = uniform(math.log(3 / 4), math.log(4 / 3))
+    ratio = ops.exp(log_ratio)
+    box_h = ops.minimum(ops.sqrt(area / ratio), 1.0)
+    box_w = ops.minimum(ops.sqrt(area * ratio), 1.0)
+    y1 = uniform(0.0, 1.0) * (1.0 - box_h)
+    x1 = uniform(0.0, 1.0) * (1.0 - box_w)
+    boxes = ops.stack([y1, x1, y1 + box_h, x1 + box_w], axis=1)
+    x = tf.image.crop_and_resize(x, boxes, tf.range(n), (height, width))
+    if flip:
+        coin = uniform(0.0, 1.0)[:, None, None, None] < 0.5
+        x = ops.where(coin, ops.flip(x, axis=2), x)
+    if jitter > 0:
+        contrast = uniform(1.0 - jitter, 1.0 + jitter)[:, None, None, None]
+        brightness = uniform(-jitter / 4, jitter / 4)[:, None, None, None]
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        x = (x - mean) * contrast + mean + brightness
+    return ops.clip(x, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- the loss
+
+def nt_xent_loss(z1, z2, temperature: float = 0.5, return_accuracy: bool = False):
+    """NT-Xent (normalised temperature-scaled cross-entropy), the SimCLR loss, averaged over 2N views.
+
+    ``z1[i]`` and ``z2[i]`` are projections of two views of image ``i``. With
+    ``u = normalize(concat(z1, z2))`` and ``s_ab = u_a . u_b / temperature``, the loss of view
+    ``a`` whose partner is ``p(a)`` is ``-log(exp(s_a,p(a)) / sum_{b != a} exp(s_ab))``.
+
+    With ``return_accuracy`` it also returns the fraction of views whose most similar other
+    view is their partner (the "contrastive accuracy" that training tracks).
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0; got {temperature!r}")
+    z = ops.concatenate([z1, z2], axis=0)
+    z = z / ops.maximum(ops.norm(z, axis=1, keepdims=True), 1e-12)
+    n2 = ops.shape(z)[0]
+    n = n2 // 2
+    logits = ops.matmul(z, ops.transpose(z)) / temperature
+    logits = logits - _LARGE * ops.eye(n2, dtype=logits.dtype)          # a view is not its own pair
+    partner = ops.concatenate([ops.arange(n, n2), ops.arange(0, n)], axis=0)
+    loss = ops.mean(keras.losses.sparse_categorical_crossentropy(partner, logits, from_logits=True))
+    if not return_accuracy:
+        return loss
+    hits = ops.cast(ops.equal(ops.argmax(logits, axis=1), ops.cast(partner, "int64")), "float32")
+    return loss, ops.mean(hits)
+
+
+# --------------------------------------------------------------------------- the model
+
+def build_projection_head(feature_dim: int, hidden: int = 128, out_dim: int = 64,
+                          name: str = "projection_head") -> keras.Model:
+    """SimCLR's projection head ``g``: Dense(hidden, ReLU) -> Dense(out_dim), on features of size ``feature_dim``."""
+    check_positive_int(feature_dim, "feature_dim")
+    check_positive_int(hidden, "hidden")
+    check_positive_int(out_dim, "out_dim")
+    inputs = keras.Input(shape=(feature_dim,), name="features")
+    x = layers.Dense(hidden, activation="relu", name="dense0")(inputs)
+    return keras.Model(inputs, layers.Dense(out_dim, name="projection")(x), name=name)
+
+
+@keras.saving.register_keras_serializable(package="uvbook")
+class SimCLR(keras.Model):
+    """Contrastive representation learning (Chapter 7): two augmented views, an encoder, a head, NT-Xent.
+
+    Args:
+        encoder: a Keras model from images (N, 28, 28, 1) to flat features ``h`` (one output).
+        projection_head: a model from ``h`` to the projection ``z`` the loss sees.
+        temperature: the NT-Xent temperature ``tau``.
+        crop_scale, flip, jitter: the augmentations (see :func:`augment`).
+        seed: seeds the augmentations, so that a seeded run repeats on the CPU.
+
+    Metrics: ``loss`` (NT-Xent, in nats) and ``accuracy`` (fraction of views whose nearest
+    other view in the batch is their partner).
+    """
+
+    def __init__(self, encoder: keras.Model, projection_head: keras.Model, temperature: float = 0.5,
+                 crop_scale: Sequence[float] = (0.3, 1.0), flip: bool = True, jitter: float = 0.4,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(encoder, keras.Model) or not isinstance(projection_head, keras.Model):
+            raise ValueError(f"encoder and projection_head must be keras.Model objects; got "
+                             f"{type(encoder).__name__} and {type(projection_head).__name__}")
+        if len(encoder.outputs) != 1 or len(encoder.outputs[0].shape) != 2:
+            raise ValueError(f"encoder must have one flat output (N, feature_dim); got output shapes "
+                             f"{[tuple(o.shape) for o in encoder.outputs]}")
+        feature_dim = int(encoder.outputs[0].shape[1])
+        head_in = tuple(projection_head.inputs[0].shape[1:])
+        if head_in != (feature_dim,):
+            raise ValueError(f"projection_head must take the encoder's features of shape ({feature_dim},); "
+                             f"it takes {head_in}")
+        self.temperature = _check_range(temperature, "temperature", 1e-3, 100.0)
+        crop_scale = tuple(float(c) for c in crop_scale)
+        if len(crop_scale) != 2 or not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
+            raise ValueError(f"crop_scale must be (low, high) with 0 < low <= high <= 1; got {crop_scale!r}")
+        self.crop_scale = crop_scale
+        self.flip = bool(flip)
+        self.jitter = _check_range(jitter, "jitter", 0.0, 1.0)
+        self.seed = seed
+        self.encoder = encoder
+        self.projection_head = projection_head
+        self.image_shape = tuple(encoder.inputs[0].shape[1:])
+        self.feature_dim = feature_dim
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def call(self, x, training: bool = False):
+        """The features ``h`` of images ``x`` (no augmentation)."""
+        return self.encoder(x, training=training)
+
+    def views(self, x):
+        """Two independent random augmentations of the batch ``x``."""
+        kw = {"crop_scale": self.crop_scale, "flip": self.flip, "jitter": self.jitter}
+        return augment(x, self.seed_generator, **kw), augment(x, self.seed_generator, **kw)
+
+    def _loss(self, x, training: bool):
+        v1, v2 = self.views(x)
+        z1 = self.projection_head(self.encoder(v1, training=training), training=training)
+        z2 = self.projection_head(self.encoder(v2, training=training), training=training)
+        return nt_xent_loss(z1, z2, self.temperature, return_accuracy=True)
+
+    def _update(self, loss, accuracy):
+        self.loss_tracker.update_state(loss)
+        self.accuracy_tracker.update_state(accuracy)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        import tensorflow as tf  # the book's backend; the step is the keras.io idiom
+
+        from uvbook.train import replica_scaled
+
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = ops.cast(x, "float32")
+        with tf.GradientTape() as tape:
+            loss, accuracy = self._loss(x, training=True)
+            scaled = replica_scaled(loss)
+        grads = tape.gradient(scaled, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+        return self._update(loss, accuracy)
+
+    def test_step(self, data):
+        """The same loss and accuracy on fresh random views of ``x``."""
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        loss, accuracy = self._loss(ops.cast(x, "float32"), training=False)
+        return self._update(loss, accuracy)
+
+    def encode(self, x, batch_size: int = 512) -> np.ndarray:
+        """The representation ``h`` of images ``x`` (N, 28, 28, 1) in [0, 1], as a NumPy array."""
+        x = check_images(x, "x")
+        if tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"x must be images of shape {self.image_shape}; got {tuple(x.shape[1:])}")
+        check_positive_int(batch_size, "batch_size")
+        return np.concatenate([ops.convert_to_numpy(self.encoder(x[i:i + batch_size], training=False))
+                               for i in range(0, len(x), batch_size)]).astype(np.float32)
+
+    def get_config(self):
+        return {**super().get_config(),
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "projection_head": keras.saving.serialize_keras_object(self.projection_head),
+                "temperature": self.temperature, "crop_scale": list(self.crop_scale),
+                "flip": self.flip, "jitter": self.jitter, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        config["projection_head"] = keras.saving.deserialize_keras_object(config["projection_head"])
+        return cls(**config)
+
+
+def build_simclr(feature_dim: int = 128, filters: Sequence[int] = (32, 64), dense_units: int | None = 256,
+                 head_hidden: int = 128, projection_dim: int = 64, temperature: float = 0.5,
+                 crop_scale: Sequence[float] = (0.3, 1.0), flip: bool = True, jitter: float = 0.4,
+                 learning_rate: float = 1e-3, seed: int | None = None, name: str = "simclr") -> SimCLR:
+    """A compiled :class:`SimCLR` on the conv encoder of :mod:`uvbook.layers` (Chapter 7).
+
+    The encoder is :func:`uvbook.layers.build_conv_encoder` with a ReLU ``"features"`` head of
+    size ``feature_dim`` (the representation); the head is :func:`build_projection_head`.
+    Adam with ``learning_rate``.
+    """
+    encoder = build_conv_encoder(feature_dim, filters=filters, dense_units=dense_units, heads=("features",),
+                                 code_activation="relu", name=f"{name}_encoder")
+    head = build_projection_head(feature_dim, head_hidden, projection_dim, name=f"{name}_head")
+    model = SimCLR(encoder, head, temperature=temperature, crop_scale=crop_scale, flip=flip, jitter=jitter,
+                   seed=seed, name=name)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    return model
+
+
+# ----- the contrastive model Chapter 6 reuses ---------------------------------------------
+#: The SimCLR of Chapter 7 whose features Chapter 6 puts in its table.
+FASHION_SIMCLR_CONFIG = {"feature_dim": 128, "filters": (32, 64), "dense_units": 256, "head_hidden": 128,
+                         "projection_dim": 64, "temperature": 0.5, "crop_scale": (0.3, 1.0), "flip": True,
+                         "jitter": 0.4, "learning_rate": 1e-3}
+
+
+def fashion_simclr_sizes() -> dict:
+    """Training sizes of :func:`train_fashion_simclr` in the current mode (quick or full)."""
+    from uvbook.modes import by_mode
+
+    return {"n_train": by_mode(quick=2000, full=None), "epochs": by_mode(quick=2, full=8),
+            "batch_size": 256, "seed": 0}
+
+
+def train_fashion_simclr(verbose: bool = True) -> tuple[SimCLR, dict[str, list[float]]]:
+    """Chapter 7's SimCLR on Fashion-MNIST: trained once, then loaded by any chapter.
+
+    :data:`FASHION_SIMCLR_CONFIG` trained on the training images without labels
+    (:func:`fashion_simclr_sizes` for the mode), cached by
+    :func:`uvbook.train.train_or_load` under an explicit key, so that Chapter 6 calling this
+    function gets the very weights Chapter 7 trained. Features: :meth:`SimCLR.encode`.
+    """
+    from uvbook.data import load_dataset, make_pipeline
+    from uvbook.modes import set_seed
+    from uvbook.train import train_or_load
+
+    sizes = fashion_simclr_sizes()
+    key = {"model": "uvbook.models.contrastive.SimCLR", "config": FASHION_SIMCLR_CONFIG,
+           "data": "fashion_mnist train images (stratified subset n_train; None = all), no labels", **sizes}
+
+    def build() -> SimCLR:
+        set_seed(sizes["seed"])
+        return build_simclr(seed=sizes["seed"], name="fashion_simclr", **FASHION_SIMCLR_CONFIG)
+
+    def fit(model: SimCLR, backup=None):
+        from uvbook.callbacks import resumable  # checkpoint every epoch, resume, stop on NaN
+
+        x, _ = load_dataset("fashion_mnist", "train", n=sizes["n_train"])
+        data = make_pipeline(x, batch_size=sizes["batch_size"], seed=sizes["seed"])
+        return model.fit(data, epochs=sizes["epochs"], verbose=0, callbacks=resumable(backup, data=data))
+
+    return train_or_load("fashion_simclr", build, fit, key, verbose=verbose)

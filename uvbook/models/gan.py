@@ -1,0 +1,592 @@
+"""Generative adversarial networks (Chapter 4): the GAN game, DCGAN and WGAN-GP.
+
+* :class:`GAN` alternates one discriminator update and ``g_steps`` generator updates
+  per batch. The discriminator outputs a *logit* :math:`l`, with :math:`D = \\sigma(l)`,
+  so every loss is written with ``softplus`` and never takes the log of a rounded
+  probability:
+
+  - discriminator: :math:`-\\log D(x) - \\log(1 - D(G(z))) = \\mathrm{softplus}(-l_{real}) + \\mathrm{softplus}(l_{fake})`;
+  - generator, ``loss="non_saturating"`` (the default): :math:`-\\log D(G(z)) = \\mathrm{softplus}(-l_{fake})`;
+  - generator, ``loss="minimax"`` (the value function of Goodfellow et al. 2014 taken
+    literally): :math:`\\log(1 - D(G(z))) = -\\mathrm{softplus}(l_{fake})`, whose gradient
+    vanishes when the discriminator rejects the fakes confidently (Chapter 4 shows it).
+
+* :class:`WGANGP` is the Wasserstein GAN with gradient penalty (Gulrajani et al. 2017):
+  ``critic_steps`` critic updates per generator update, each on its own slice of the
+  batch, penalty weight 10, and interpolation weights drawn *uniformly* per sample
+  (the keras.io WGAN-GP example draws them from a normal distribution instead).
+
+* :func:`build_dcgan_generator` / :func:`build_dcgan_discriminator` (Radford et al. 2016)
+  and :func:`build_mlp_generator` / :func:`build_mlp_discriminator` (the article's
+  section 4.2, corrected) are thin wrappers around :mod:`uvbook.layers`.
+
+* :class:`SampleGrid` draws a fixed-noise sample grid during training;
+  :class:`FrechetMonitor` writes a Fréchet distance and the elapsed time into the
+  epoch logs, so that they land in the training history (and in the cache of
+  :func:`uvbook.train.train_or_load`).
+
+* :func:`train_gan` trains or loads any of them through :func:`uvbook.train.train_or_load`;
+  :func:`train_fashion_dcgan` is the chapter's DCGAN under a fixed cache key, which
+  Chapter 6 loads to reuse its discriminator as a feature extractor.
+
+Models see images in their own range: ``[-1, 1]`` for a ``tanh`` generator,
+``[0, 1]`` for a ``sigmoid`` one. Everything public takes and returns images in
+``[0, 1]`` (the book's convention) and converts with :meth:`GAN.preprocess` and
+:meth:`GAN.postprocess`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from uvbook.layers import (build_conv_decoder, build_conv_encoder, build_dense_decoder,
+                           build_dense_encoder)
+from uvbook.train import replica_scaled
+from uvbook.validate import check_images, check_positive_int
+
+GENERATOR_LOSSES = ("non_saturating", "minimax")
+OUTPUT_ACTIVATIONS = ("tanh", "sigmoid")
+
+
+# --------------------------------------------------------------------------- builders
+
+def build_dcgan_generator(latent_dim: int = 64, filters: Sequence[int] = (64, 32),
+                          output_activation: str = "tanh") -> keras.Model:
+    """DCGAN generator: Dense -> 7x7 map -> transposed convs to 28x28, BatchNorm + ReLU, tanh.
+
+    :func:`uvbook.layers.build_conv_decoder` with ``batchnorm=True`` (Radford et al. 2016).
+    """
+    _check_activation(output_activation)
+    return build_conv_decoder(latent_dim, filters=filters, activation="relu", batchnorm=True,
+                              output_activation=output_activation, name="dcgan_generator")
+
+
+def build_dcgan_discriminator(filters: Sequence[int] = (64, 128), dense_units: int | None = None,
+                              dropout: float = 0.0, batchnorm: bool = False,
+                              name: str = "dcgan_discriminator") -> keras.Model:
+    """DCGAN discriminator: strided convs with LeakyReLU(0.2) -> one logit named ``"logit"``.
+
+    :func:`uvbook.layers.build_conv_encoder`; with the defaults (no batch norm) it is also
+    the WGAN-GP critic, whose gradient penalty is per sample and so must not mix
+    examples through batch statistics. Chapter 6 reuses its ``"flatten"`` layer as features.
+    """
+    return build_conv_encoder(1, filters=filters, dense_units=dense_units, heads=("logit",),
+                              activation="leaky_relu", batchnorm=batchnorm, dropout=dropout,
+                              name=name)
+
+
+def build_mlp_generator(latent_dim: int = 100, hidden: Sequence[int] = (256, 512, 1024, 256),
+                        activation: str = "relu", output_activation: str = "tanh") -> keras.Model:
+    """The article's generator (section 4.2), as a model: Dense layers, 784 tanh pixels, reshaped to 28x28x1.
+
+    The article uses ReLU; Chapter 4 trains it with ``activation="leaky_relu"``.
+    """
+    _check_activation(output_activation)
+    return build_dense_decoder(latent_dim, hidden=hidden, activation=activation,
+                               output_activation=output_activation, name="mlp_generator")
+
+
+def build_mlp_discriminator(hidden: Sequence[int] = (512, 256), activation: str = "relu") -> keras.Model:
+    """The article's discriminator (section 4.2), as a model that flattens the image and returns a logit.
+
+    The article uses ReLU; Chapter 4 trains it with ``activation="leaky_relu"``.
+    """
+    return build_dense_encoder(1, hidden=hidden, heads=("logit",), activation=activation,
+                               name="mlp_discriminator")
+
+
+def _check_activation(output_activation: str) -> None:
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}; got {output_activation!r}")
+
+
+# --------------------------------------------------------------------------- models
+
+@keras.saving.register_keras_serializable(package="uvbook")
+class GAN(keras.Model):
+    """A GAN whose ``train_step`` updates the discriminator once, then the generator ``g_steps`` times.
+
+    Args:
+        generator: maps ``(batch, latent_dim)`` noise to ``(batch, 28, 28, 1)`` images.
+        discriminator: maps images to one logit per image.
+        latent_dim: size of the noise vector, drawn from N(0, I).
+        loss: ``"non_saturating"`` (generator minimises -log D(G(z))) or ``"minimax"``
+            (generator minimises log(1 - D(G(z))), which saturates).
+        real_label: target for real images in the discriminator's loss; 1.0 is the
+            plain game, 0.9 is one-sided label smoothing.
+        g_steps: generator updates per discriminator update. More than 1 lets the
+            generator chase the current discriminator's favourite image: Chapter 4
+            uses it to provoke mode collapse.
+        output_activation: ``"tanh"`` (the model works in [-1, 1]) or ``"sigmoid"``.
+        seed: seeds the noise drawn during training.
+
+    Compile with ``gan.compile(d_optimizer=..., g_optimizer=...)``; ``fit`` on batches of
+    images in [0, 1] (labels, if present, are ignored). Metrics: ``d_loss``, ``g_loss``,
+    ``d_real`` and ``d_fake`` (the mean probability D gives real and generated images)
+    and ``g_grad_norm`` (the global norm of the generator's gradient).
+    """
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int,
+                 loss: str = "non_saturating", real_label: float = 1.0, g_steps: int = 1,
+                 output_activation: str = "tanh", seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        check_positive_int(latent_dim, "latent_dim")
+        check_positive_int(g_steps, "g_steps")
+        if loss not in GENERATOR_LOSSES:
+            raise ValueError(f"loss must be one of {GENERATOR_LOSSES}; got {loss!r}")
+        if not 0.5 < float(real_label) <= 1.0:
+            raise ValueError(f"real_label must be in (0.5, 1]; got {real_label!r}")
+        _check_activation(output_activation)
+        _check_pair(generator, discriminator, latent_dim)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(latent_dim)
+        self.loss_name = loss
+        self.real_label = float(real_label)
+        self.g_steps = int(g_steps)
+        self.output_activation = output_activation
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.d_optimizer = None
+        self.g_optimizer = None
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in self._metric_names()}
+        self.built = True
+
+    # -- image ranges
+    def preprocess(self, images):
+        """Images in [0, 1] -> the models' range ([-1, 1] for tanh)."""
+        return images * 2.0 - 1.0 if self.output_activation == "tanh" else images
+
+    def postprocess(self, images):
+        """The generator's range -> [0, 1]."""
+        return (images + 1.0) / 2.0 if self.output_activation == "tanh" else images
+
+    # -- training
+    def _metric_names(self) -> tuple[str, ...]:
+        return ("d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm")
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def compile(self, d_optimizer: keras.optimizers.Optimizer | None = None,
+                g_optimizer: keras.optimizers.Optimizer | None = None, **kwargs):
+        """Two optimizers, one per player (default Adam(2e-4, beta_1=0.5) as in DCGAN)."""
+        super().compile(optimizer=None, **kwargs)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+
+    def get_compile_config(self):
+        if self.d_optimizer is None:
+            return None
+        return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
+
+    def compile_from_config(self, config):
+        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
+        # Build the optimizers now, so that their saved state (step, moments) is loaded too.
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    def noise(self, batch_size):
+        """Latent vectors z ~ N(0, I) from the model's seeded generator."""
+        return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+
+    def call(self, z, training: bool = False):
+        """Generate images (in the model's range) from latent vectors ``z``."""
+        return self.generator(z, training=training)
+
+    def generator_loss(self, fake_logits):
+        """The generator's loss on the discriminator's logits for generated images."""
+        if self.loss_name == "minimax":
+            return -ops.mean(ops.softplus(fake_logits))  # log(1 - D(G(z)))
+        return ops.mean(ops.softplus(-fake_logits))  # -log D(G(z))
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        """Binary cross-entropy: real -> ``real_label``, generated -> 0."""
+        a = self.real_label
+        real = a * ops.softplus(-real_logits) + (1.0 - a) * ops.softplus(real_logits)
+        return ops.mean(real) + ops.mean(ops.softplus(fake_logits))
+
+    def _generator_step(self, batch_size):
+        z = self.noise(batch_size)
+        with tf.GradientTape() as tape:
+            fake_logits = self.discriminator(self.generator(z, training=True), training=True)
+            g_loss = self.generator_loss(fake_logits)
+            scaled = replica_scaled(g_loss)  # one device: the loss itself (see uvbook.train)
+        grads = tape.gradient(scaled, self.generator.trainable_variables)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
+        return g_loss, _global_norm(grads)
+
+    def train_step(self, data):
+        real = _images_of(data)
+        real = self.preprocess(ops.cast(real, "float32"))
+        batch_size = ops.shape(real)[0]
+        fake = self.generator(self.noise(batch_size), training=True)
+        with tf.GradientTape() as tape:
+            real_logits = self.discriminator(real, training=True)
+            fake_logits = self.discriminator(fake, training=True)
+            d_loss = self.discriminator_loss(real_logits, fake_logits)
+            scaled = replica_scaled(d_loss)
+        grads = tape.gradient(scaled, self.discriminator.trainable_variables)
+        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables))
+        for _ in range(self.g_steps):
+            g_loss, g_norm = self._generator_step(batch_size)
+        return self._update({"d_loss": d_loss, "g_loss": g_loss,
+                             "d_real": ops.mean(ops.sigmoid(real_logits)),
+                             "d_fake": ops.mean(ops.sigmoid(fake_logits)), "g_grad_norm": g_norm})
+
+    def _update(self, values):
+        for name, value in values.items():
+            self._trackers[name].update_state(value)
+        return {name: t.result() for name, t in self._trackers.items()}
+
+    # -- use
+    def generate(self, n: int, seed: int = 0, batch_size: int = 500) -> np.ndarray:
+        """``n`` images in [0, 1] from noise drawn with NumPy's ``seed`` (repeatable)."""
+        check_positive_int(n, "n")
+        z = sample_noise(n, self.latent_dim, seed=seed)
+        return self.generate_from(z, batch_size=batch_size)
+
+    def generate_from(self, z, batch_size: int = 500) -> np.ndarray:
+        """Images in [0, 1] from given latent vectors ``z`` of shape (n, latent_dim)."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (n, {self.latent_dim}); got {z.shape}")
+        out = [keras.ops.convert_to_numpy(self.generator(z[i:i + batch_size], training=False))
+               for i in range(0, len(z), batch_size)]
+        return np.clip(self.postprocess(np.concatenate(out)), 0.0, 1.0).astype(np.float32)
+
+    def discriminate(self, images, batch_size: int = 500) -> np.ndarray:
+        """The discriminator's logit (the critic's score for a WGAN) for images in [0, 1]."""
+        images = check_images(images, "images")
+        out = [keras.ops.convert_to_numpy(self.discriminator(self.preprocess(images[i:i + batch_size]),
+                                                              training=False))
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate(out)[:, 0]
+
+    def generator_gradient_norm(self, batch_size: int = 256, loss: str | None = None,
+                                seed: int = 0) -> float:
+        """Norm of the generator's gradient under ``loss`` (default: the model's own), no update.
+
+        Chapter 4 uses it to show the minimax loss saturating: when D rejects the fakes
+        confidently, log(1 - D(G(z))) barely moves with G's weights.
+        """
+        check_positive_int(batch_size, "batch_size")
+        loss = loss or self.loss_name
+        if loss not in GENERATOR_LOSSES:
+            raise ValueError(f"loss must be one of {GENERATOR_LOSSES}; got {loss!r}")
+        z = tf.constant(sample_noise(batch_size, self.latent_dim, seed=seed))
+        with tf.GradientTape() as tape:
+            logits = self.discriminator(self.generator(z, training=False), training=False)
+            value = (-ops.mean(ops.softplus(logits)) if loss == "minimax"
+                     else ops.mean(ops.softplus(-logits)))
+        grads = tape.gradient(value, self.generator.trainable_variables)
+        return float(_global_norm(grads))
+
+    # -- saving
+    def get_config(self):
+        return {**super().get_config(),
+                "generator": keras.saving.serialize_keras_object(self.generator),
+                "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+                "latent_dim": self.latent_dim, "loss": self.loss_name, "real_label": self.real_label,
+                "g_steps": self.g_steps, "output_activation": self.output_activation, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
+        config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="uvbook")
+class WGANGP(GAN):
+    """Wasserstein GAN with gradient penalty (Gulrajani et al. 2017, Algorithm 1).
+
+    Each ``train_step`` splits its batch of real images into ``critic_steps`` equal
+    slices (feed batches of ``critic_steps`` times the per-step batch size) and does one
+    critic update on each, then one generator update:
+
+    * critic: minimise ``mean f(G(z)) - mean f(x) + gp_weight * mean (||grad f(x_hat)|| - 1)^2``,
+      with ``x_hat = eps * x + (1 - eps) * G(z)`` and ``eps ~ U[0, 1]`` drawn per sample;
+    * generator: minimise ``-mean f(G(z))``.
+
+    The critic (``discriminator``) returns an unbounded score and must not use batch
+    normalisation. Metrics: ``d_loss`` (critic loss with penalty), ``g_loss``, ``gp``,
+    ``d_real`` and ``d_fake`` (mean critic scores; their difference estimates the
+    Wasserstein-1 distance up to the critic's Lipschitz constant) and ``g_grad_norm``.
+    A batch with fewer than ``critic_steps`` images cannot be split and raises an error.
+    """
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int,
+                 critic_steps: int = 5, gp_weight: float = 10.0, output_activation: str = "tanh",
+                 seed: int | None = None, **kwargs):
+        for unused in ("loss", "real_label", "g_steps"):
+            kwargs.pop(unused, None)
+        super().__init__(generator, discriminator, latent_dim, output_activation=output_activation,
+                         seed=seed, **kwargs)
+        self.critic_steps = check_positive_int(critic_steps, "critic_steps")
+        if not float(gp_weight) >= 0.0:
+            raise ValueError(f"gp_weight must be a non-negative number; got {gp_weight!r}")
+        self.gp_weight = float(gp_weight)
+
+    def _metric_names(self) -> tuple[str, ...]:
+        return ("d_loss", "g_loss", "gp", "d_real", "d_fake", "g_grad_norm")
+
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        """Default Adam(1e-4, beta_1=0, beta_2=0.9) for both, as in Gulrajani et al. 2017."""
+        super().compile(d_optimizer=d_optimizer or keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9),
+                        g_optimizer=g_optimizer or keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9),
+                        **kwargs)
+
+    def gradient_penalty(self, real, fake):
+        """Mean of (||grad_x f(x_hat)||_2 - 1)^2 on random points between real and fake images."""
+        eps = keras.random.uniform((ops.shape(real)[0], 1, 1, 1), seed=self.seed_generator)
+        x_hat = eps * real + (1.0 - eps) * fake
+        with tf.GradientTape() as tape:
+            tape.watch(x_hat)
+            scores = self.discriminator(x_hat, training=True)
+        grads = tape.gradient(scores, x_hat)
+        norms = ops.sqrt(ops.sum(ops.square(grads), axis=(1, 2, 3)) + 1e-12)
+        return ops.mean(ops.square(norms - 1.0))
+
+    def train_step(self, data):
+        real_all = self.preprocess(ops.cast(_images_of(data), "float32"))
+        n = self.critic_steps
+        per_step = ops.shape(real_all)[0] // n
+        tf.debugging.assert_positive(per_step, message=f"WGANGP needs batches of at least critic_steps={n} images")
+        variables = self.discriminator.trainable_variables
+        for i in range(n):
+            real = real_all[i * per_step:(i + 1) * per_step]
+            fake = self.generator(self.noise(per_step), training=True)
+            with tf.GradientTape() as tape:
+                real_scores = self.discriminator(real, training=True)
+                fake_scores = self.discriminator(fake, training=True)
+                gp = self.gradient_penalty(real, fake)
+                d_loss = ops.mean(fake_scores) - ops.mean(real_scores) + self.gp_weight * gp
+                scaled = replica_scaled(d_loss)
+            grads = tape.gradient(scaled, variables)
+            self.d_optimizer.apply_gradients(zip(grads, variables))
+        g_loss, g_norm = self._generator_step(per_step)
+        return self._update({"d_loss": d_loss, "g_loss": g_loss, "gp": gp,
+                             "d_real": ops.mean(real_scores), "d_fake": ops.mean(fake_scores),
+                             "g_grad_norm": g_norm})
+
+    def generator_loss(self, fake_scores):
+        return -ops.mean(fake_scores)
+
+    def get_config(self):
+        config = super().get_config()
+        for unused in ("loss", "real_label", "g_steps"):
+            config.pop(unused)
+        return {**config, "critic_steps": self.critic_steps, "gp_weight": self.gp_weight}
+
+
+def _images_of(data):
+    return data[0] if isinstance(data, (tuple, list)) else data
+
+
+def _global_norm(grads):
+    return ops.sqrt(sum(ops.sum(ops.square(g)) for g in grads if g is not None))
+
+
+def _check_pair(generator, discriminator, latent_dim: int) -> None:
+    if not isinstance(generator, keras.Model) or not isinstance(discriminator, keras.Model):
+        raise ValueError("generator and discriminator must be keras.Model objects (build them with "
+                         f"the builders of uvbook.models.gan); got {type(generator).__name__} and "
+                         f"{type(discriminator).__name__}")
+    g_in, g_out = tuple(generator.input_shape), tuple(generator.output_shape)
+    if g_in[1:] != (latent_dim,):
+        raise ValueError(f"generator must take noise of shape (batch, {latent_dim}); its input is {g_in}")
+    if g_out[1:] != tuple(discriminator.input_shape[1:]):
+        raise ValueError(f"the generator's output {g_out} must match the discriminator's input "
+                         f"{tuple(discriminator.input_shape)}")
+    if tuple(discriminator.output_shape)[1:] != (1,):
+        raise ValueError(f"discriminator must return one logit per image, shape (batch, 1); got "
+                         f"{tuple(discriminator.output_shape)}")
+
+
+def sample_noise(n: int, latent_dim: int, seed: int = 0) -> np.ndarray:
+    """Fixed latent vectors z ~ N(0, I) from NumPy's ``seed`` (for grids that are comparable across epochs)."""
+    check_positive_int(n, "n")
+    check_positive_int(latent_dim, "latent_dim")
+    return np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- callbacks
+
+class SampleGrid(keras.callbacks.Callback):
+    """Draw the generator's images for fixed noise every ``every`` epochs, and keep them.
+
+    The same noise at every epoch shows how each sample evolves. ``snapshots`` holds
+    ``(epoch, images in [0, 1])`` pairs; ``show=False`` only records them.
+    """
+
+    def __init__(self, noise, every: int = 1, ncols: int = 10, show: bool = True, size: float = 0.8):
+        super().__init__()
+        self.noise = np.asarray(noise, dtype=np.float32)
+        if self.noise.ndim != 2:
+            raise ValueError(f"noise must have shape (n, latent_dim); got {self.noise.shape}")
+        self.every = check_positive_int(every, "every")
+        self.ncols = check_positive_int(ncols, "ncols")
+        self.show = show
+        self.size = size
+        self.snapshots: list[tuple[int, np.ndarray]] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        images = self.model.generate_from(self.noise)
+        self.snapshots.append((epoch + 1, images))
+        if self.show:
+            import matplotlib.pyplot as plt
+
+            from uvbook.plots import image_grid
+
+            image_grid(images, ncols=self.ncols, size=self.size,
+                       suptitle=f"epoch {epoch + 1}: the same noise every epoch")
+            plt.show()
+
+
+class FrechetMonitor(keras.callbacks.Callback):
+    """Add ``logs["elapsed"]`` (training seconds so far, not counting this monitor) and, when given, ``logs["frechet"]``.
+
+    ``frechet`` is ``distance(images)`` for ``n`` images generated from fixed noise every
+    ``every`` epochs (``nan`` on the others); pass e.g.
+    ``lambda x: uvbook.evaluate.domain_frechet_distance(classifier, x, real)``. Both keys
+    land in the ``History`` (it runs after user callbacks), hence in ``train_or_load``'s cache.
+    """
+
+    def __init__(self, distance: Callable[[np.ndarray], float] | None = None, n: int = 1000,
+                 every: int = 1, seed: int = 1):
+        super().__init__()
+        self.distance = distance
+        self.n = check_positive_int(n, "n")
+        self.every = check_positive_int(every, "every")
+        self.seed = seed
+        self._start = 0.0
+        self._spent = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start, self._spent = time.perf_counter(), 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        now = time.perf_counter()
+        logs["elapsed"] = now - self._start - self._spent  # training time, without this monitor's own
+        if self.distance is not None:
+            if (epoch + 1) % self.every == 0:
+                logs["frechet"] = float(self.distance(self.model.generate(self.n, seed=self.seed)))
+            else:
+                logs["frechet"] = float("nan")
+        self._spent += time.perf_counter() - now
+
+
+# --------------------------------------------------------------------------- training
+
+def train_gan(name: str, build: Callable[[], GAN], images: np.ndarray, epochs: int, batch_size: int,
+              key: Mapping[str, Any], callbacks: Sequence[keras.callbacks.Callback] = (),
+              distance: Callable[[np.ndarray], float] | None = None, monitor_samples: int = 2000,
+              seed: int = 0, folder=None, verbose: bool = True,
+              collapse_patience: int = 100) -> tuple[GAN, dict[str, list[float]]]:
+    """Train a GAN on ``images`` in [0, 1], or load it: :func:`uvbook.train.train_or_load` with ``key``.
+
+    ``build`` returns the compiled, untrained model. The cache key is ``key`` plus the
+    number of images, ``epochs``, ``batch_size`` and ``seed`` (which also seeds Keras
+    before ``build``). A :class:`FrechetMonitor` writes ``"elapsed"`` (and ``"frechet"``
+    when ``distance`` is given) into the history, so a loaded model reports the time and
+    the curve of its original training. ``callbacks`` (e.g. a :class:`SampleGrid`) only
+    run when the model is trained.
+
+    Training goes through :func:`uvbook.callbacks.resumable`: it is checkpointed after
+    every epoch and an interrupted run resumes from its last complete epoch; a NaN or
+    infinite loss stops it with :class:`uvbook.callbacks.TrainingDiverged`. For a
+    :class:`GAN` (not a WGAN-GP), a :class:`uvbook.callbacks.CollapseGuard` warns when
+    mean D(G(z)) stays below 0.01 for ``collapse_patience`` consecutive steps and marks
+    those epochs with ``d_collapsed`` = 1.0 in the history.
+    """
+    from uvbook.data import make_pipeline
+    from uvbook.modes import set_seed
+    from uvbook.train import train_or_load
+
+    images = check_images(images, "images")
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(collapse_patience, "collapse_patience")
+
+    def make():
+        set_seed(seed)
+        return build()
+
+    def fit(gan, backup=None):
+        from uvbook.callbacks import CollapseGuard, resumable
+
+        monitor = FrechetMonitor(distance, n=monitor_samples)
+        data = make_pipeline(images, batch_size=batch_size, seed=seed)
+        # D(fake) is a probability for a GAN, an unbounded score for a WGAN critic
+        guards = [] if isinstance(gan, WGANGP) else [CollapseGuard(patience=collapse_patience)]
+        return gan.fit(data, epochs=epochs, verbose=0,
+                       callbacks=[monitor, *callbacks, *guards, *resumable(backup, data=data)])
+
+    full_key = {**dict(key), "n_images": len(images), "epochs": epochs, "batch_size": batch_size, "seed": seed}
+    return train_or_load(name, make, fit, full_key, folder=folder, verbose=verbose)
+
+
+DCGAN_CONFIG = {"latent_dim": 64, "g_filters": (64, 32), "d_filters": (64, 128),
+                "adam": (2e-4, 0.5), "batch_size": 32}
+DCGAN_EPOCHS = 5  # full mode; quick mode trains 2
+
+
+def build_fashion_dcgan(latent_dim: int = 64, g_filters: Sequence[int] = (64, 32),
+                        d_filters: Sequence[int] = (64, 128), lr: float = 2e-4, beta_1: float = 0.5) -> GAN:
+    """The compiled DCGAN of Chapter 4 (non-saturating loss, Adam(2e-4, beta_1=0.5) for both players)."""
+    gan = GAN(build_dcgan_generator(latent_dim, filters=g_filters), build_dcgan_discriminator(filters=d_filters),
+              latent_dim, seed=0)
+    gan.compile(d_optimizer=keras.optimizers.Adam(lr, beta_1=beta_1),
+                g_optimizer=keras.optimizers.Adam(lr, beta_1=beta_1))
+    return gan
+
+
+def train_fashion_dcgan(epochs: int | None = None, n_train: int | None | str = "auto",
+                        callbacks: Sequence[keras.callbacks.Callback] = (), folder=None,
+                        verbose: bool = True) -> tuple[GAN, dict[str, list[float]]]:
+    """The DCGAN of Chapter 4 on Fashion-MNIST, trained once and cached; Chapter 6 reuses its discriminator.
+
+    Defaults depend on the mode (full: all 60,000 training images and the chapter's
+    epochs; quick: an 8,000-image subset, 2 epochs), so that Chapters 4 and 6 share one
+    cache entry. The history holds ``"frechet"``: the Fréchet distance on the domain
+    classifier's features (:func:`uvbook.evaluate.domain_frechet_distance`) of 2,000
+    samples (500 in quick mode) to the Fashion-MNIST test set, after every epoch.
+    """
+    from uvbook.data import load_dataset
+    from uvbook.evaluate import domain_classifier, domain_features, domain_frechet_distance
+    from uvbook.modes import by_mode
+
+    epochs = by_mode(quick=2, full=DCGAN_EPOCHS) if epochs is None else epochs
+    if isinstance(n_train, str) and n_train == "auto":
+        n_train = by_mode(quick=8000, full=None)
+    check_positive_int(epochs, "epochs")  # before anything is loaded or trained
+    if n_train is not None:
+        check_positive_int(n_train, "n_train")
+    x, _ = load_dataset("fashion_mnist", "train", n=n_train)
+    classifier = domain_classifier(verbose=verbose)
+    reference = domain_features(classifier, load_dataset("fashion_mnist", "test")[0])
+    cfg = DCGAN_CONFIG
+    key = {"model": "uvbook.models.gan.build_fashion_dcgan", **{k: v for k, v in cfg.items() if k != "batch_size"},
+           "data": "fashion_mnist/train", "n_train": n_train}
+    return train_gan("dcgan_fashion_mnist",
+                     lambda: build_fashion_dcgan(cfg["latent_dim"], cfg["g_filters"], cfg["d_filters"], *cfg["adam"]),
+                     x, epochs, cfg["batch_size"], key, callbacks=callbacks,
+                     distance=lambda im: domain_frechet_distance(classifier, im, reference),
+                     monitor_samples=by_mode(quick=500, full=2000), folder=folder, verbose=verbose)
+
