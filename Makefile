@@ -12,7 +12,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 QUICK  := _quick
 
-.PHONY: book test setup data clean clean-cache
+.PHONY: book test setup data browser clean clean-cache
 
 book: setup data
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
@@ -22,7 +22,7 @@ book: setup data
 # $(QUICK) (not under _build: nbmake skips any path with a _build part), so that their
 # outputs never touch book/ and the site test builds from them without executing anything
 # again; quick-mode outputs never enter full mode's execution cache.
-test: setup data
+test: setup data browser
 	rm -rf $(QUICK) && mkdir -p $(QUICK)
 	cp -r book _config.yml _toc.yml $(QUICK)/
 	UVBOOK_QUICK=1 $(PY) -m pytest -p no:cacheprovider tests/unit \
@@ -44,6 +44,20 @@ data: setup
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist \
 	    && $(PY) -m uvbook.data --check-local; \
 	else echo "No local Fashion-MNIST: the notebooks will download it through Keras."; fi
+
+# A Chromium for tests/site/test_browser.py, which drives it with Playwright (Playwright's
+# own browser download is not reachable from CI): Debian's chromium when we are root with
+# apt-get; else Playwright's Chromium (`playwright install`, needs internet). Failing
+# both, the make goes on and the browser test fails, saying what to install.
+browser: setup
+	@if [ -n "$$UVBOOK_CHROMIUM" ] || [ -x /usr/bin/chromium ] || [ -x /usr/bin/chromium-browser ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's chromium for the browser test"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	    || echo "Could not install chromium: tests/site/test_browser.py will fail."; \
+	else echo "No /usr/bin/chromium and not root with apt-get: trying Playwright's Chromium"; \
+	    $(VENV)/bin/playwright install chromium \
+	    || echo "No Chromium: tests/site/test_browser.py will fail (install Debian's chromium, or set UVBOOK_CHROMIUM)."; fi
 
 clean:
 	rm -rf _build $(QUICK)
