@@ -172,7 +172,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     # -- restoring ---------------------------------------------------------------------
     def checkpoints(self) -> list[tuple[int, Path]]:
-        """``(epoch, record path)`` of the checkpoints in :attr:`folder`, newest first."""
+        """``(epoch, record path)`` of the checkpoints in ``folder``, newest first."""
         if not self.folder.is_dir():
             return []
         found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := _EPOCH_FILE.match(p.name))]

@@ -32,7 +32,7 @@ import numpy as np
 
 from uvbook.validate import check_images, check_positive_int
 
-#: Training images the PCA is fitted on, by mode (None: all 60,000); labels are never used.
+#: Training images the PCA is fitted on, by mode (None means all 60,000); labels are never used.
 PCA_TRAINING = {"dataset": "fashion_mnist", "n_train": {"quick": 3000, "full": None}, "seed": 0}
 
 

@@ -60,7 +60,7 @@ _DEC_KERAS = ("XifengGuo/DEC-keras README, Table 1 (mean of 10 runs on all 70,00
               "images; the DEC paper, Xie et al. 2016, has no Fashion-MNIST row)")
 _DEC_KERAS_MNIST = "XifengGuo/DEC-keras README, Table 1 (mean of 10 runs on all 70,000 MNIST digits)"
 
-#: Published reference numbers: record key -> (value, source). Keys that the book also
+#: Published reference numbers, as record key -> (value, source). Keys that the book also
 #: measures put the two side by side in :func:`table`; ``published.*`` keys have no
 #: measured counterpart (the book does not run DEC or N2D).
 PUBLISHED: dict[str, tuple[float, str]] = {
