@@ -100,6 +100,7 @@ def test_measure_variants_gives_ratios_to_the_first():
     (["--n-train", "2.5"], ["n_train", "positive integer", "'2.5'"]),
     (["--classifier", "inception"], ["classifier", "'domain'", "'inception'"]),
     (["--variants", "--no-variants"], ["at most one", "both"]),
+    (["--variants-only", "--no-variants"], ["at most one", "both"]),
     (["--fast"], ["unknown arguments", "--fast"]),
 ])
 def test_bad_arguments_raise_value_error_naming_expected_and_given(argv, words):
