@@ -158,57 +158,122 @@ def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 5) -> float:
 DOMAIN_CLASSIFIER_NAME = "fashion_mnist_domain_classifier"
 
 
-def domain_classifier(n_train: int | None | str = "auto", epochs: int | None = None, batch_size: int = 128,
-                      folder=None, verbose: bool = True):
-    """The Chapter-2 CNN trained on Fashion-MNIST's training labels, cached as a ``.keras`` file.
+def fashion_cnn_sizes() -> dict:
+    """Training sizes of :func:`train_fashion_cnn` in the current mode (Chapter 2).
 
-    Trained once through :func:`uvbook.train.train_or_load` (Adam 1e-3 with cosine decay,
-    batch-norm momentum 0.9, seed 0) and loaded afterwards; a missing or corrupt cache
-    entry is retrained. The defaults depend on the mode, so that every chapter calling
-    ``domain_classifier()`` shares one cached model: all 60,000 training images and 3
-    epochs in full mode (about 0.92 test accuracy), a 6,000-image subset and 2 epochs in
-    quick mode. ``n_train=None`` means all images. Its penultimate ``"features"`` layer
-    (128 ReLU units) is the feature space of :func:`domain_frechet_distance`; its
-    predictions give :func:`class_coverage`.
+    Full mode: all 60,000 training images, 5,000 of them held out as a stratified
+    validation split, 3 epochs (about 0.91 test accuracy). Quick mode: a 6,000-image
+    subset with 600 held out, 2 epochs.
+    """
+    from uvbook.modes import by_mode
+
+    return {"n_train": by_mode(quick=6000, full=None), "n_val": by_mode(quick=600, full=5000),
+            "epochs": by_mode(quick=2, full=3), "batch_size": 128, "adam_lr": 1e-3,
+            "bn_momentum": 0.9, "seed": 0}
+
+
+def fashion_cnn_split(n_train: int | None, n_val: int):
+    """``(x_fit, y_fit, x_val, y_val)``: Fashion-MNIST's training set (or its stratified
+    ``n_train`` subset), minus a stratified validation split of ``n_val`` images drawn
+    with seed 0. Chapter 2 shows this split; :func:`train_fashion_cnn` trains on it.
+    """
+    from uvbook.data import load_dataset, stratified_subset
+
+    if n_train is not None:
+        check_positive_int(n_train, "n_train")
+    check_positive_int(n_val, "n_val")
+    x, y = load_dataset("fashion_mnist", "train", n=n_train)
+    if n_val >= len(y):
+        raise ValueError(f"n_val must be smaller than the {len(y)} training images; got {n_val}")
+    is_val = np.zeros(len(y), dtype=bool)
+    is_val[stratified_subset(y, n_val, seed=0)] = True
+    return x[~is_val], y[~is_val], x[is_val], y[is_val]
+
+
+def build_fashion_cnn(bn_momentum: float = 0.9, seed: int = 0):
+    """The untrained Chapter-2 CNN (:func:`uvbook.models.build_cnn_classifier`) with its
+    batch-normalisation momentum set to ``bn_momentum`` (see Chapter 2, "Batch
+    normalisation in short runs")."""
+    import keras
+
+    from uvbook.models.classifier import build_cnn_classifier
+    from uvbook.modes import set_seed
+
+    if not 0.0 <= bn_momentum < 1.0:
+        raise ValueError(f"bn_momentum must be in [0, 1); got {bn_momentum!r}")
+    set_seed(seed)
+    model = build_cnn_classifier(num_classes=10)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum
+    return model
+
+
+def train_fashion_cnn(n_train: int | None | str = "auto", n_val: int | str = "auto",
+                      epochs: int | None = None, batch_size: int = 128, folder=None,
+                      verbose: bool = True):
+    """Chapter 2's supervised CNN, trained once and cached: returns ``(model, history)``.
+
+    :func:`build_fashion_cnn` trained on :func:`fashion_cnn_split` with Adam (learning
+    rate 1e-3 decayed to 0 along a cosine), the validation split evaluated after every
+    epoch (``history`` has ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``).
+    Trained through :func:`uvbook.train.train_or_load`, so Chapter 2 trains it and
+    Chapters 4 and 6 load the same weights as :func:`domain_classifier`; a missing or
+    corrupt cache entry is retrained. ``"auto"`` sizes come from :func:`fashion_cnn_sizes`;
+    with an explicit ``n_train`` the default ``n_val`` is a tenth of it.
     """
     import keras
 
-    from uvbook.data import load_dataset, make_pipeline
-    from uvbook.models.classifier import build_cnn_classifier
-    from uvbook.modes import by_mode, set_seed
+    from uvbook.data import make_pipeline
     from uvbook.train import train_or_load
 
-    if isinstance(n_train, str) and n_train == "auto":
-        n_train = by_mode(quick=6000, full=None)
-    if n_train is not None:
+    sizes = fashion_cnn_sizes()
+    auto_train = isinstance(n_train, str) and n_train == "auto"
+    if auto_train:
+        n_train = sizes["n_train"]
+    elif n_train is not None:
         check_positive_int(n_train, "n_train")
-    epochs = by_mode(quick=2, full=3) if epochs is None else epochs
+    if isinstance(n_val, str) and n_val == "auto":
+        n_val = sizes["n_val"] if auto_train else max(10, (n_train or 60000) // 10)
+    check_positive_int(n_val, "n_val")
+    epochs = sizes["epochs"] if epochs is None else epochs
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
-    lr, momentum = 1e-3, 0.9
+    lr, momentum, seed = sizes["adam_lr"], sizes["bn_momentum"], sizes["seed"]
 
     def build():
-        set_seed(0)
-        model = build_cnn_classifier(num_classes=10)
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = momentum
-        return model
+        return build_fashion_cnn(momentum, seed=seed)
 
     def train(model, backup=None):
         from uvbook.callbacks import resumable  # checkpoint every epoch, resume, stop on NaN
 
-        x, y = load_dataset("fashion_mnist", "train", n=n_train)
-        steps = epochs * int(np.ceil(len(x) / batch_size))
+        x_fit, y_fit, x_val, y_val = fashion_cnn_split(n_train, n_val)
+        steps = epochs * int(np.ceil(len(x_fit) / batch_size))
         model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        data = make_pipeline(x, y, batch_size=batch_size, seed=0)
-        return model.fit(data, epochs=epochs, verbose=0, callbacks=resumable(backup, data=data))
+        data = make_pipeline(x_fit, y_fit, batch_size=batch_size, seed=seed)
+        val = make_pipeline(x_val, y_val, batch_size=batch_size, shuffle=False)
+        return model.fit(data, validation_data=val, epochs=epochs, shuffle=False,
+                         verbose=2 if verbose else 0, callbacks=resumable(backup, data=data))
 
     key = {"model": "build_cnn_classifier(num_classes=10)", "data": "fashion_mnist/train",
-           "n_train": n_train, "epochs": epochs, "batch_size": batch_size, "adam_lr": lr,
-           "schedule": "cosine", "bn_momentum": momentum, "seed": 0}
-    model, _ = train_or_load(DOMAIN_CLASSIFIER_NAME, build, train, key, folder=folder, verbose=verbose)
+           "n_train": n_train, "n_val": n_val, "split_seed": 0, "epochs": epochs,
+           "batch_size": batch_size, "adam_lr": lr, "schedule": "cosine", "bn_momentum": momentum,
+           "seed": seed}
+    return train_or_load(DOMAIN_CLASSIFIER_NAME, build, train, key, folder=folder, verbose=verbose)
+
+
+def domain_classifier(n_train: int | None | str = "auto", epochs: int | None = None, batch_size: int = 128,
+                      folder=None, verbose: bool = True):
+    """The Chapter-2 CNN of :func:`train_fashion_cnn` (trained once, cached as a ``.keras`` file).
+
+    Every chapter calling ``domain_classifier()`` gets the network Chapter 2 trained, with
+    the mode's sizes (:func:`fashion_cnn_sizes`). Its penultimate ``"features"`` layer
+    (128 ReLU units) is the feature space of :func:`domain_frechet_distance`; its
+    predictions give :func:`class_coverage`.
+    """
+    model, _ = train_fashion_cnn(n_train=n_train, epochs=epochs, batch_size=batch_size,
+                                 folder=folder, verbose=verbose)
     return model
 
 

@@ -580,13 +580,19 @@ def train_fashion_dcgan(epochs: int | None = None, n_train: int | None | str = "
         check_positive_int(n_train, "n_train")
     x, _ = load_dataset("fashion_mnist", "train", n=n_train)
     classifier = domain_classifier(verbose=verbose)
-    reference = domain_features(classifier, load_dataset("fashion_mnist", "test")[0])
+    reference = []  # the test set's features, computed on the first call: a cache hit never needs them
+
+    def distance(images):
+        if not reference:
+            reference.append(domain_features(classifier, load_dataset("fashion_mnist", "test")[0]))
+        return domain_frechet_distance(classifier, images, reference[0])
+
     cfg = DCGAN_CONFIG
     key = {"model": "uvbook.models.gan.build_fashion_dcgan", **{k: v for k, v in cfg.items() if k != "batch_size"},
            "data": "fashion_mnist/train", "n_train": n_train}
     return train_gan("dcgan_fashion_mnist",
                      lambda: build_fashion_dcgan(cfg["latent_dim"], cfg["g_filters"], cfg["d_filters"], *cfg["adam"]),
                      x, epochs, cfg["batch_size"], key, callbacks=callbacks,
-                     distance=lambda im: domain_frechet_distance(classifier, im, reference),
+                     distance=distance,
                      monitor_samples=by_mode(quick=500, full=2000), folder=folder, verbose=verbose)
 
