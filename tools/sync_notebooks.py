@@ -14,11 +14,17 @@ the script twice changes nothing the second time.
 
     python tools/sync_notebooks.py            # update the notebooks
     python tools/sync_notebooks.py --check    # exit 1 if any notebook is out of sync
+    python tools/sync_notebooks.py --times-from _build/results/full.json _quick/_build/results/quick.json
+        # first copy the run times of a build's results record into book/_runtimes.json
 
 book/_runtimes.json maps a notebook's file name (relative to book/) to
 {"quick_s": ..., "full_s": ..., "measured": "<date, machine>"}, each time in seconds as a
 number or a [low, high] range, with optional "quick_cpu_s", "full_cpu_s" (CPU time),
 "detail" (what the time goes into) and "caveat". Keys starting with "_" are comments.
+`--times-from` takes the times from results records (uvbook.results: each notebook's
+`record_run(name, ...)` stores its wall-clock and CPU time under `_meta.runs.<name>`;
+"chN" is the notebook book/0N_*.ipynb, any other name book/<name>.ipynb) and
+leaves every other key, and the entries of notebooks the records do not cover, as they are.
 
 Standard library only; PyYAML is used when it is importable (it is, in .venv), else a
 small reader of the few keys needed.
@@ -103,6 +109,46 @@ def runtimes(root: Path) -> dict:
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
     return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def times_from_records(root: Path, records: list[Path]) -> tuple[dict, list[str]]:
+    """{notebook key: {"<mode>_s": wall, "<mode>_cpu_s": cpu}} from results records, and warnings."""
+    book_dir = (root / RUNTIMES).parent
+    found, warnings = {}, []
+    for record in records:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        runs = (data.get("_meta") or {}).get("runs") or {}
+        if not runs:
+            warnings.append(f"{record}: no run times (no _meta.runs)")
+        for name, run in runs.items():
+            mode = run.get("mode")
+            if mode not in ("quick", "full"):
+                warnings.append(f"{record}: run {name!r} has mode {mode!r}, expected quick or full")
+                continue
+            m = re.fullmatch(r"ch(\d+)", name)
+            pattern = f"{int(m.group(1)):02d}_*.ipynb" if m else f"{name}.ipynb"
+            matches = sorted(book_dir.glob(pattern))
+            if len(matches) != 1:
+                warnings.append(f"{record}: run {name!r} matches {len(matches)} notebooks ({pattern})")
+                continue
+            entry = found.setdefault(matches[0].relative_to(book_dir).as_posix(), {})
+            entry[f"{mode}_s"] = round(float(run["runtime_s"]))
+            if run.get("cpu_s") is not None:
+                entry[f"{mode}_cpu_s"] = round(float(run["cpu_s"]))
+    return found, warnings
+
+
+def update_runtimes(root: Path, records: list[Path]) -> None:
+    """Write the records' run times into book/_runtimes.json (see the module docstring)."""
+    path = root / RUNTIMES
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    found, warnings = times_from_records(root, records)
+    for warning in warnings:
+        print("warning:", warning, file=sys.stderr)
+    for key, times in found.items():
+        data.setdefault(key, {}).update(times)
+        print(f"{key}: " + ", ".join(f"{k} {v}" for k, v in times.items()))
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 # --- the generated cells ---------------------------------------------------------------
@@ -217,8 +263,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is out of sync")
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1],
                         help="the book's root, holding _config.yml and _toc.yml (default: this repository)")
+    parser.add_argument("--times-from", type=Path, nargs="+", metavar="RECORD",
+                        help="first copy the run times in these results records into book/_runtimes.json")
     args = parser.parse_args(argv)
     root = args.root.resolve()
+    if args.times_from:
+        if args.check:
+            parser.error("--times-from changes book/_runtimes.json; it cannot be combined with --check")
+        missing = [str(p) for p in args.times_from if not p.is_file()]
+        if missing:
+            parser.error(f"no such results record: {', '.join(missing)}")
+        update_runtimes(root, args.times_from)
     url, branch = repository(root)
     times = runtimes(root)
     book_dir = (root / RUNTIMES).parent

@@ -282,6 +282,35 @@ def record(key: str, value: float, reference: str | None = None) -> Path:
     return _update(None, {key: value}, notes={key: reference or None})
 
 
+_GLUE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+def glue(name: str, value: float) -> float:
+    """Make a measured number available to the page's prose; returns it as a float (or int).
+
+    The Markdown of the same notebook pastes it with MyST-NB's role, e.g.
+    ``{glue:text}`ch2_cnn_acc:.3f``` or ``{glue:text}`n_images:,d```, so the text always
+    shows the number this build measured instead of a hand-typed one. Outside a Jupyter
+    Book build (no ``myst_nb``, e.g. in Colab) it only returns the value.
+
+    Raises:
+        ValueError: a name that is not an identifier-like string, or a value that is not a
+            finite real number.
+    """
+    if not isinstance(name, str) or not _GLUE_NAME_RE.match(name):
+        raise ValueError(f"name must be letters, digits, '_', '.', '-', starting with a letter; got {name!r}")
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)
+    else:
+        value = check_value(value, name)
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return value
+    myst_glue(name, value, display=False)
+    return value
+
+
 def hardware() -> dict[str, Any]:
     """What the numbers were measured on: CPU model, core count, GPUs, TensorFlow, Python, OS.
 

@@ -197,3 +197,15 @@ def test_cli_through_python_dash_m(record_dir):
     bad = subprocess.run([sys.executable, "-m", "uvbook", "results", "--mode", "fast"],
                          capture_output=True, text=True, env=env, check=False)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_glue_returns_the_number_and_rejects_bad_input():
+    assert results.glue("ch9_acc", np.float32(0.5)) == 0.5
+    assert results.glue("n_images", np.int64(60000)) == 60000
+    assert isinstance(results.glue("n_images", np.int64(60000)), int)
+    for bad_name in ("", "9lives", "a b", None):
+        with pytest.raises(ValueError, match="name must be"):
+            results.glue(bad_name, 1.0)
+    for bad_value in (float("nan"), "0.5", True):
+        with pytest.raises(ValueError, match="must be a finite real number"):
+            results.glue("x", bad_value)

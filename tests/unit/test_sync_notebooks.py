@@ -206,3 +206,30 @@ def test_this_repository_is_in_sync():
         pytest.skip("no notebook carries the generated cells yet: run `python tools/sync_notebooks.py`")
     proc = run(ROOT, "--check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_times_from_records_update_runtimes_and_cost_notes(book):
+    b = book / "book"
+    shutil.copy(b / "a.ipynb", b / "01_first.ipynb")
+    shutil.copy(b / "b.ipynb", b / "appendix_extra.ipynb")
+    (book / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n  - file: book/a\n"
+                                   "  - file: book/01_first\n  - file: book/appendix_extra\n", encoding="utf-8")
+
+    def record(path, mode, runs):
+        path.write_text(json.dumps({"x.y": 1.0, "_meta": {"runs": {
+            name: {"mode": mode, "runtime_s": wall, "cpu_s": cpu} for name, (wall, cpu) in runs.items()}}}))
+        return path
+
+    full = record(book / "full.json", "full", {"ch1": (612.4, 900.6), "appendix_extra": (30.2, 20.0), "ch9": (1, 1)})
+    quick = record(book / "quick.json", "quick", {"ch1": (41.5, 38.0)})
+    proc = run(book, "--times-from", str(full), str(quick))
+    assert proc.returncode == 0, proc.stderr
+    assert "'ch9' matches 0 notebooks" in proc.stderr
+    times = json.loads((b / "_runtimes.json").read_text())
+    assert times["01_first.ipynb"] == {"full_s": 612, "full_cpu_s": 901, "quick_s": 42, "quick_cpu_s": 38}
+    assert times["appendix_extra.ipynb"] == {"full_s": 30, "full_cpu_s": 20}
+    assert times["a.ipynb"]["full_cpu_s"] == 660 and times["_about"] == "test values"  # untouched
+    note = "".join(cells(b / "01_first.ipynb")[1]["source"])
+    assert "Full mode (as `make book` runs it): about 10.2 min of wall-clock time, 15 min of CPU time" in note
+    assert run(book, "--check", "--times-from", str(full)).returncode == 2
+    assert "no such results record" in run(book, "--times-from", str(book / "nope.json")).stderr
