@@ -191,7 +191,7 @@ def fashion_cnn_split(n_train: int | None, n_val: int):
 
 
 def build_fashion_cnn(bn_momentum: float = 0.9, seed: int = 0):
-    """The untrained Chapter-2 CNN (:func:`uvbook.models.build_cnn_classifier`) with its
+    """The untrained Chapter-2 CNN (:func:`uvbook.models.classifier.build_cnn_classifier`) with its
     batch-normalisation momentum set to ``bn_momentum`` (see Chapter 2, "Batch
     normalisation in short runs")."""
     import keras
