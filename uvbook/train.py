@@ -67,6 +67,28 @@ def cache_key(key: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def weights_digest(model: keras.Model) -> str:
+    """The first 16 hex digits of the SHA-256 of ``model``'s weights (order, shapes and values;
+    not their names, which Keras makes unique per process).
+
+    Put it into the cache key of anything whose weights or recorded history depend on
+    another model, e.g. a GAN whose per-epoch Fréchet curve the domain classifier scores:
+    when that model changes, the key changes and the dependent model is retrained.
+    A model saved and loaded again has the same digest.
+
+    Raises:
+        ValueError: ``model`` is not a built Keras model.
+    """
+    if not isinstance(model, keras.Model) or not model.built:
+        raise ValueError(f"model must be a built keras.Model; got {type(model).__name__}")
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = keras.ops.convert_to_numpy(weight)
+        digest.update(f"{value.shape}:{value.dtype}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

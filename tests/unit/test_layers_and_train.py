@@ -100,3 +100,18 @@ def test_unwritable_cache_dir_is_an_os_error(tmp_path, monkeypatch):
     monkeypatch.setenv("UVBOOK_CACHE_DIR", str(blocker / "cache"))
     with pytest.raises(OSError, match="cannot be created"):
         train.cache_dir()
+
+
+def test_weights_digest_follows_the_weights_and_survives_save_and_load(tmp_path):
+    from uvbook.train import weights_digest
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    digest = weights_digest(model)
+    assert len(digest) == 16 and digest == weights_digest(model)
+    model.save(tmp_path / "m.keras")
+    assert weights_digest(keras.models.load_model(tmp_path / "m.keras")) == digest
+    kernel = model.layers[0].kernel
+    kernel.assign(kernel.numpy() + 1e-6)
+    assert weights_digest(model) != digest
+    with pytest.raises(ValueError, match="model must be a built keras.Model; got str"):
+        weights_digest("model")

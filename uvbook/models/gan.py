@@ -571,6 +571,7 @@ def train_fashion_dcgan(epochs: int | None = None, n_train: int | None | str = "
     from uvbook.data import load_dataset
     from uvbook.evaluate import domain_classifier, domain_features, domain_frechet_distance
     from uvbook.modes import by_mode
+    from uvbook.train import weights_digest
 
     epochs = by_mode(quick=2, full=DCGAN_EPOCHS) if epochs is None else epochs
     if isinstance(n_train, str) and n_train == "auto":
@@ -589,7 +590,8 @@ def train_fashion_dcgan(epochs: int | None = None, n_train: int | None | str = "
 
     cfg = DCGAN_CONFIG
     key = {"model": "uvbook.models.gan.build_fashion_dcgan", **{k: v for k, v in cfg.items() if k != "batch_size"},
-           "data": "fashion_mnist/train", "n_train": n_train}
+           "data": "fashion_mnist/train", "n_train": n_train,
+           "scored_by": weights_digest(classifier)}  # the history's Fréchet curve depends on the ruler
     return train_gan("dcgan_fashion_mnist",
                      lambda: build_fashion_dcgan(cfg["latent_dim"], cfg["g_filters"], cfg["d_filters"], *cfg["adam"]),
                      x, epochs, cfg["batch_size"], key, callbacks=callbacks,
