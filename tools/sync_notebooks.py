@@ -76,27 +76,31 @@ def repository(root: Path) -> tuple[str, str]:
     return found.get("url", ""), found.get("branch", "")
 
 
-def toc_notebooks(root: Path) -> list[Path]:
-    """The notebooks named in _toc.yml (root first), as paths relative to root."""
+def toc_files(root: Path) -> list[str]:
+    """Every document named in root's jb-book _toc.yml, root first, as written there."""
     path = root / "_toc.yml"
     toc = _load_yaml(path)
-    if toc is not None:
-        files = [toc["root"]]
-
-        def walk(entries):
-            for entry in entries or []:
-                if "file" in entry:
-                    files.append(entry["file"])
-                walk(entry.get("sections"))
-
-        for part in toc.get("parts") or []:
-            walk(part.get("chapters"))
-        walk(toc.get("chapters"))
-    else:
+    if toc is None:
         files = re.findall(r"^\s*(?:-\s*)?(?:root|file)\s*:\s*(\S+)", path.read_text(encoding="utf-8"), re.M)
-        files = [_unquote(f) for f in files]
+        return [_unquote(f) for f in files]
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts") or []:
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return files
+
+
+def toc_notebooks(root: Path) -> list[Path]:
+    """The notebooks named in _toc.yml (root first), as paths relative to root."""
     out = []
-    for f in files:
+    for f in toc_files(root):
         nb = Path(f if f.endswith(".ipynb") else f + ".ipynb")
         if (root / nb).is_file() and nb not in out:
             out.append(nb)

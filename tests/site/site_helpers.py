@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "tools") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tools"))
+from sync_notebooks import toc_files as _toc_files  # noqa: E402  (one reader of _toc.yml)
+
 # The copy of the book that `make test` executes with nbmake and the site tests build.
 SRC = Path(os.environ.get("UVBOOK_SITE_SRC", ROOT / "_quick"))
 HTML = SRC / "_build" / "html"
 
 
 def toc_files(toc_path: Path) -> list[str]:
-    """Every document named in a jb-book _toc.yml, root first."""
-    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return files
+    """Every document named in a jb-book _toc.yml, root first (tools/sync_notebooks.py reads it)."""
+    return _toc_files(toc_path.parent)
 
 
 def notebook_docs(src: Path) -> list[str]:

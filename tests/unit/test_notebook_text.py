@@ -63,14 +63,11 @@ def test_every_pasted_number_is_glued(path):
         assert other.is_file() and other_key in glued_keys(other), f"{path.name}: {key} not found"
 
 
-def test_the_key_parser():
-    sample = BOOK / "__sample.ipynb"
-    try:
-        sample.write_text(json.dumps({"cells": [
-            {"cell_type": "markdown", "source": ["a {glue:text}`acc:.3f`, b {glue:text}`n:,d`, "
-                                                 "c {glue}`fig`, d {glue:text}`02_x::k:.2f`"]},
-            {"cell_type": "code", "source": ['results.glue("acc", 0.5)\nglue("n", 3)']}]}))
-        assert pasted_keys(sample) == {"acc", "n", "fig", "02_x::k"}
-        assert glued_keys(sample) == {"acc", "n"}
-    finally:
-        sample.unlink()
+def test_the_key_parser(tmp_path):
+    sample = tmp_path / "sample.ipynb"
+    sample.write_text(json.dumps({"cells": [
+        {"cell_type": "markdown", "source": ["a {glue:text}`acc:.3f`, b {glue:text}`n:,d`, "
+                                             "c {glue}`fig`, d {glue:text}`02_x::k:.2f`"]},
+        {"cell_type": "code", "source": ['results.glue("acc", 0.5)\nglue("n", 3)']}]}))
+    assert pasted_keys(sample) == {"acc", "n", "fig", "02_x::k"}
+    assert glued_keys(sample) == {"acc", "n"}
