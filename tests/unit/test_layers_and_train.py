@@ -55,23 +55,8 @@ def test_bad_input_raises_a_clear_value_error(call, message):
         call()
 
 
-def _tiny(calls):
-    def build():
-        calls.append("build")
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-        model.compile(optimizer="sgd", loss="mse")
-        return model
-
-    def fit(model):
-        x = np.ones((8, 3), np.float32)
-        return model.fit(x, x[:, :1], epochs=2, verbose=0)
-
-    return build, fit
-
-
-def test_train_or_load_trains_once_then_loads(tmp_path):
-    calls = []
-    build, fit = _tiny(calls)
+def test_train_or_load_trains_once_then_loads(tmp_path, tiny_job):
+    build, fit, calls = tiny_job
     model, hist = train.train_or_load("tiny", build, fit, {"units": 1}, folder=tmp_path)
     again, hist2 = train.train_or_load("tiny", build, fit, {"units": 1}, folder=tmp_path)
     assert calls == ["build"] and len(hist["loss"]) == 2 and hist2 == hist
@@ -82,9 +67,8 @@ def test_train_or_load_trains_once_then_loads(tmp_path):
     assert not list(tmp_path.glob(".*")), "no temporary files are left behind"
 
 
-def test_a_corrupt_cache_entry_is_retrained(tmp_path):
-    calls = []
-    build, fit = _tiny(calls)
+def test_a_corrupt_cache_entry_is_retrained(tmp_path, tiny_job):
+    build, fit, calls = tiny_job
     train.train_or_load("tiny", build, fit, {"k": 1}, folder=tmp_path)
     (path,) = tmp_path.glob("tiny-*.keras")
     path.write_bytes(path.read_bytes()[:100])  # truncated

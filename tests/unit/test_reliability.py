@@ -359,23 +359,13 @@ def test_a_gan_whose_discriminator_wins_is_reported_as_collapsed(tmp_path):
 
 # --------------------------------------------------------------------------- loading trusts nothing
 
-def _tiny_train(tmp_path, calls):
-    def build():
-        calls.append("build")
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-        model.compile(optimizer="sgd", loss="mse")
-        return model
-
-    def fit(model):
-        x = np.ones((8, 3), np.float32)
-        return model.fit(x, x[:, :1], epochs=1, verbose=0)
-
-    return lambda: train.train_or_load("tiny", build, fit, {"k": 1}, folder=tmp_path, verbose=False)
+def _tiny_run(tmp_path, tiny_job):
+    build, fit, calls = tiny_job
+    return calls, lambda: train.train_or_load("tiny", build, fit, {"k": 1}, folder=tmp_path, verbose=False)
 
 
-def test_a_cache_entry_whose_hash_does_not_match_is_retrained_naming_path_and_hashes(tmp_path, capsys):
-    calls = []
-    run = _tiny_train(tmp_path, calls)
+def test_a_cache_entry_whose_hash_does_not_match_is_retrained_naming_path_and_hashes(tmp_path, capsys, tiny_job):
+    calls, run = _tiny_run(tmp_path, tiny_job)
     run()
     (path,) = tmp_path.glob("tiny-*.keras")
     meta = json.loads(path.with_suffix(".json").read_text())
@@ -391,9 +381,8 @@ def test_a_cache_entry_whose_hash_does_not_match_is_retrained_naming_path_and_ha
 
 
 @pytest.mark.parametrize("damage", ["truncated record", "record of another key", "record missing"])
-def test_a_half_written_or_mismatched_cache_entry_is_retrained(tmp_path, damage):
-    calls = []
-    run = _tiny_train(tmp_path, calls)
+def test_a_half_written_or_mismatched_cache_entry_is_retrained(tmp_path, damage, tiny_job):
+    calls, run = _tiny_run(tmp_path, tiny_job)
     run()
     (path,) = tmp_path.glob("tiny-*.keras")
     record = path.with_suffix(".json")
