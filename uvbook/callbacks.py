@@ -457,3 +457,4 @@ def resumable(folder=None, data=None) -> list[keras.callbacks.Callback]:
         return [DivergenceGuard()]
     checkpoint = EpochCheckpoint(folder, data=data)
     return [DivergenceGuard(checkpoint), checkpoint]
+

@@ -80,12 +80,54 @@ def kmeans_scores(features, labels, n_clusters: int = 10, seed: int = 0,
     return {"acc": cluster_accuracy(labels, pred), "nmi": nmi(labels, pred)}
 
 
+def n2d_scores(features, labels, n_clusters: int = 10, n_components: int | None = None,
+               n_neighbors: int = 20, seed: int = 0) -> dict[str, float]:
+    """N2D clustering (McConville et al. 2021): UMAP, then a Gaussian mixture; ACC and NMI.
+
+    UMAP (McInnes et al. 2018) embeds ``features`` in ``n_components`` dimensions (default:
+    ``n_clusters``) with ``min_dist=0``, so that points of one manifold pack tightly; a
+    Gaussian mixture with ``n_clusters`` full-covariance components then assigns the
+    clusters, scored like :func:`kmeans_scores`. ``seed`` fixes both, which makes UMAP run
+    on one thread (slower, but repeatable). ``labels`` only score the result.
+    """
+    import umap
+    from sklearn.mixture import GaussianMixture
+
+    labels = check_labels(labels, "labels")
+    features = check_features(features, "features", length=len(labels))
+    check_positive_int(n_clusters, "n_clusters")
+    n_components = n_clusters if n_components is None else check_positive_int(n_components, "n_components")
+    check_positive_int(n_neighbors, "n_neighbors")
+    if not n_clusters < len(labels) or not n_neighbors < len(labels):
+        raise ValueError(f"n_clusters and n_neighbors must be smaller than the number of examples "
+                         f"({len(labels)}); got {n_clusters} and {n_neighbors}")
+    embedding = umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=0.0, n_jobs=1,
+                          random_state=seed).fit_transform(features)
+    pred = GaussianMixture(n_clusters, covariance_type="full", random_state=seed).fit_predict(embedding)
+    return {"acc": cluster_accuracy(labels, pred), "nmi": nmi(labels, pred)}
+
+
+#: The penalties the tuned probe chooses from: C = 1/lambda of :func:`linear_probe`, from a
+#: strong penalty (C = 0.001, nearly a class-mean classifier) to the weak one every probe
+#: used before tuning (C = 1).
+PROBE_C_GRID: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)
+
+
 @dataclass(frozen=True)
 class ProbeResult:
-    """Test accuracies of a few-label linear probe, one per seed."""
+    """Test accuracies of a few-label linear probe, one per labelled draw (seed).
+
+    ``C`` holds the penalty used for each draw (chosen by cross-validation on the draw when
+    the probe is tuned), ``oracle`` the best test accuracy any ``C`` of the grid reached on
+    that draw and ``oracle_C`` that ``C``: an upper bound no one could pick without the test
+    labels, printed for honesty. Both are empty for a probe with a fixed ``C``.
+    """
 
     per_class: int
     accuracies: tuple[float, ...]
+    C: tuple[float, ...] = ()
+    oracle: tuple[float, ...] = ()
+    oracle_C: tuple[float, ...] = ()
 
     @property
     def mean(self) -> float:
@@ -95,20 +137,121 @@ class ProbeResult:
     def std(self) -> float:
         return float(np.std(self.accuracies))
 
+    @property
+    def oracle_mean(self) -> float:
+        """Mean over draws of the best test accuracy over the grid (NaN for a fixed ``C``)."""
+        return float(np.mean(self.oracle)) if self.oracle else float("nan")
+
+    @property
+    def typical_C(self) -> float:
+        """The ``C`` used most often over the draws (the smaller on a tie)."""
+        values, counts = np.unique(self.C, return_counts=True)
+        return float(values[np.argmax(counts)]) if len(values) else float("nan")
+
     def __str__(self) -> str:
         labels = "label" if self.per_class == 1 else "labels"
         return (f"{self.mean:.3f} ± {self.std:.3f} ({self.per_class} {labels} a class, "
                 f"{len(self.accuracies)} seeds)")
 
 
+def _check_grid(grid) -> tuple[float, ...]:
+    grid = tuple(sorted(float(c) for c in grid))
+    if not grid or not all(np.isfinite(c) and c > 0 for c in grid):
+        raise ValueError(f"grid must list positive, finite values of C; got {grid!r}")
+    return grid
+
+
+def _fit_path(x, y, grid: tuple[float, ...], tol: float = 1e-4) -> list:
+    """Logistic regressions on ``(x, y)`` for every ``C`` of ``grid`` (ascending), each
+    started from the previous solution (a warm-started regularisation path).
+
+    With more features than examples the fits run in the span of the examples: the
+    penalised solution ``W`` lies in that span (any part of ``W`` orthogonal to every
+    example changes no prediction on them and only adds to the penalty), so fitting
+    ``V`` on the coordinates ``x Q`` of an orthonormal basis ``Q`` of the span and
+    setting ``W = V Q^T`` gives the same classifier, at the cost of ``n`` features
+    instead of ``d``.
+    """
+    from copy import deepcopy
+
+    from sklearn.linear_model import LogisticRegression
+
+    basis = None
+    if x.shape[1] > x.shape[0]:
+        basis, _ = np.linalg.qr(np.asarray(x, dtype=np.float64).T)    # (d, n), orthonormal columns
+        x = np.asarray(x, dtype=np.float64) @ basis
+    clf, fits = LogisticRegression(max_iter=2000, tol=tol, warm_start=True), []
+    for c in grid:
+        fit = deepcopy(clf.set_params(C=c).fit(x, y))
+        if basis is not None:
+            fit.coef_ = fit.coef_ @ basis.T
+            fit.n_features_in_ = basis.shape[0]
+        fits.append(fit)
+    return fits
+
+
+@_one_blas_thread
+def choose_C(x, y, grid=PROBE_C_GRID, folds: int = 3, seed: int = 0,
+             classes=None) -> tuple[float, np.ndarray]:
+    """The penalty of a logistic regression chosen by stratified ``folds``-fold
+    cross-validation on the labelled examples ``(x, y)`` alone; returns ``(C, cv_accuracy)``
+    with the mean held-out accuracy of every ``C`` of ``grid`` (ascending order).
+
+    Ties go to the smaller ``C`` (the stronger penalty, the simpler classifier).
+
+    ``classes`` lists the classes the labelled set must cover (default: those in ``y``).
+
+    Raises:
+        ValueError: a class of ``classes`` has no labelled example, a class has
+            fewer examples than ``folds``, ``folds < 2``, or ``grid`` is not positive values.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    y = check_labels(y, "y")
+    x = check_features(x, "x", length=len(y))
+    grid = _check_grid(grid)
+    folds = check_positive_int(folds, "folds")
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2 for cross-validation; got {folds}")
+    classes = np.unique(y) if classes is None else np.asarray(classes)
+    counts = np.array([np.sum(y == c) for c in classes])
+    if np.any(counts == 0):
+        raise ValueError(f"every class of {classes.tolist()} must have a labelled example; "
+                         f"classes {classes[counts == 0].tolist()} have none")
+    if counts.min() < folds:
+        raise ValueError(f"every class needs at least folds={folds} labelled examples for "
+                         f"{folds}-fold cross-validation; class {classes[counts.argmin()]} has "
+                         f"{int(counts.min())}")
+    correct = np.zeros(len(grid))
+    for fit_idx, held_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        for i, clf in enumerate(_fit_path(x[fit_idx], y[fit_idx], grid)):
+            correct[i] += np.sum(clf.predict(x[held_idx]) == y[held_idx])
+    cv_accuracy = correct / len(y)
+    return grid[int(np.argmax(cv_accuracy))], cv_accuracy
+
+
 @_one_blas_thread
 def linear_probe(train_x, train_y, test_x, test_y, per_class: int,
-                 seeds=(0, 1, 2, 3, 4), C: float = 1.0) -> ProbeResult:
+                 seeds=(0, 1, 2, 3, 4), C: float | str = 1.0, grid=PROBE_C_GRID,
+                 folds: int | None = None) -> ProbeResult:
     """Few-label linear probe: logistic regression on ``per_class`` labelled examples a class.
 
     The features are standardised with statistics of *all* of ``train_x`` (the
     unlabelled data are free to use); only ``per_class`` labels a class, drawn
     with each seed, train the classifier, which is scored on the whole test set.
+
+    ``C`` is the inverse penalty. A number fixes it for every draw. ``C="cv"`` tunes it
+    without test labels: on each labelled draw, :func:`choose_C` picks from ``grid`` by
+    stratified cross-validation on the draw itself (``folds`` defaults to
+    ``min(3, per_class)``); with one label a class no example can be held out, and the rule
+    is the strongest penalty of the grid, whose solution is close to the limit ``C -> 0``,
+    the classifier that scores a class by the dot product with its labelled example. The
+    tuned probe also records, per draw, the best test accuracy over the grid (the oracle
+    envelope of :class:`ProbeResult`).
+
+    Raises:
+        ValueError: mismatched shapes, ``per_class`` above the smallest class, a test class
+            that no training image has, ``folds`` larger than ``per_class``, no seeds.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -123,14 +266,38 @@ def linear_probe(train_x, train_y, test_x, test_y, per_class: int,
     seeds = tuple(seeds)
     if not seeds:
         raise ValueError("seeds must name at least one seed; got an empty sequence")
+    tuned = isinstance(C, str)
+    if tuned and C != "cv":
+        raise ValueError(f"C must be a positive number or 'cv'; got {C!r}")
+    if not tuned and not (isinstance(C, (int, float)) and np.isfinite(C) and C > 0):
+        raise ValueError(f"C must be a positive number or 'cv'; got {C!r}")
+    missing = sorted(set(np.unique(test_y).tolist()) - set(np.unique(train_y).tolist()))
+    if missing:
+        raise ValueError(f"every test class must have training images to label; classes {missing} have none")
+    check_positive_int(per_class, "per_class")
+    if folds is None:
+        folds = min(3, per_class)
+    elif tuned and check_positive_int(folds, "folds") > per_class:
+        raise ValueError(f"folds must be at most per_class ({per_class}) labelled images a class; got {folds}")
+    grid = _check_grid(grid)
     scaler = StandardScaler().fit(train_x)
     train_z, test_z = scaler.transform(train_x), scaler.transform(test_x)
-    accs = []
+    accs, chosen, oracle, oracle_C = [], [], [], []
     for seed in seeds:
         idx = few_labels(train_y, per_class, seed=seed)
-        clf = LogisticRegression(C=C, max_iter=2000).fit(train_z[idx], train_y[idx])
-        accs.append(float(np.mean(clf.predict(test_z) == test_y)))
-    return ProbeResult(per_class=per_class, accuracies=tuple(accs))
+        if not tuned:
+            clf = LogisticRegression(C=C, max_iter=2000).fit(train_z[idx], train_y[idx])
+            accs.append(float(np.mean(clf.predict(test_z) == test_y)))
+            continue
+        c = grid[0] if per_class == 1 else choose_C(train_z[idx], train_y[idx], grid, folds=folds,
+                                                     seed=seed, classes=np.unique(train_y))[0]
+        test_accs = [float(np.mean(f.predict(test_z) == test_y)) for f in _fit_path(train_z[idx], train_y[idx], grid)]
+        accs.append(test_accs[grid.index(c)])
+        chosen.append(c)
+        oracle.append(max(test_accs))
+        oracle_C.append(grid[int(np.argmax(test_accs))])
+    return ProbeResult(per_class=per_class, accuracies=tuple(accs), C=tuple(chosen),
+                       oracle=tuple(oracle), oracle_C=tuple(oracle_C))
 
 
 @_one_blas_thread
@@ -148,6 +315,30 @@ def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 5) -> float:
     clf = KNeighborsClassifier(n_neighbors=k).fit(train_x, train_y)
     return float(np.mean(clf.predict(test_x) == test_y))
 
+
+
+@_one_blas_thread
+def leave_one_out_knn_accuracy(features, labels, k: int = 5, unit: bool = False) -> float:
+    """k-NN accuracy of every example against all the *others* (leave-one-out), Euclidean.
+
+    Each example gets the majority label of its ``k`` nearest other examples (ties: the
+    smallest label). With ``unit`` the features are first scaled to unit length (cosine
+    geometry, the one a contrastive loss trains). Needs no separate training set, so a
+    monitor can score a few thousand held-out images during training.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    labels = check_labels(labels, "labels")
+    features = check_features(features, "features", length=len(labels)).astype(np.float64)
+    check_positive_int(k, "k")
+    if k >= len(labels):
+        raise ValueError(f"k must be smaller than the number of examples ({len(labels)}); got {k}")
+    if unit:
+        features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    _, idx = NearestNeighbors(n_neighbors=k).fit(features).kneighbors()    # X=None: itself excluded
+    _, codes = np.unique(labels, return_inverse=True)
+    votes = np.apply_along_axis(np.bincount, 1, codes[idx], minlength=codes.max() + 1)
+    return float(np.mean(votes.argmax(axis=1) == codes))
 
 # --------------------------------------------------------------------------------------
 # Sample quality (Chapter 4): a Fréchet distance on a domain classifier's features, and

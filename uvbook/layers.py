@@ -5,7 +5,8 @@ The builders return functional ``keras.Model`` objects for 28x28x1 images:
 * :func:`build_dense_encoder` / :func:`build_dense_decoder`: multilayer perceptrons
   (the article's autoencoder of section 4.1, corrected in Chapter 3);
 * :func:`build_conv_encoder` / :func:`build_conv_decoder`: strided convolutions down
-  to 7x7 and transposed convolutions back up (the DCGAN shape, Chapter 4).
+  to 7x7 and transposed convolutions back up (the DCGAN shape, Chapter 4);
+  :func:`build_conv_trunk`: the convolutions alone (the contrastive encoder, Chapter 6).
 
 An encoder can have several heads of the same size: one ``"code"`` head for an
 autoencoder, ``("z_mean", "z_log_var")`` for a VAE (Chapter 5), a single logit for a
@@ -96,6 +97,30 @@ def build_dense_decoder(code_dim: int, hidden: Sequence[int] = (256, 512), activ
     return keras.Model(inputs, _output_layer(x, output_activation), name=name)
 
 
+def _conv_stack(x, filters: Sequence[int], activation: str, batchnorm: bool, dropout: float):
+    """Strided 3x3 convolutions (28 -> 14 -> 7, then stride 1), flattened."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+    for i, f in enumerate(filters):
+        x = layers.Conv2D(f, 3, strides=2 if i < 2 else 1, padding="same", name=f"conv{i}")(x)
+        if batchnorm and i > 0:
+            x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.Activation(activation, name=f"act{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout{i}")(x)
+    return layers.Flatten(name="flatten")(x)
+
+
+def build_conv_trunk(filters: Sequence[int] = (32, 64), activation: str = "relu",
+                     name: str = "conv_trunk") -> keras.Model:
+    """Image -> strided 3x3 convs (28 -> 14 -> 7) -> Flatten: the convolutional part of
+    :func:`build_conv_encoder` alone, whose output (7 x 7 x ``filters[-1]`` numbers) is the
+    representation of the contrastive encoder (Chapter 6)."""
+    _check_common(1, filters, "filters")
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
+    return keras.Model(inputs, _conv_stack(inputs, filters, activation, False, 0.0), name=name)
+
+
 def build_conv_encoder(code_dim: int, filters: Sequence[int] = (32, 64), dense_units: int | None = 256,
                        heads: Sequence[str] = ("code",), activation: str = "relu",
                        batchnorm: bool = False, dropout: float = 0.0,
@@ -106,18 +131,8 @@ def build_conv_encoder(code_dim: int, filters: Sequence[int] = (32, 64), dense_u
     discriminator; ``batchnorm`` adds BatchNormalization after each conv but the first.
     """
     _check_common(code_dim, filters, "filters")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
-    x = inputs
-    for i, f in enumerate(filters):
-        x = layers.Conv2D(f, 3, strides=2 if i < 2 else 1, padding="same", name=f"conv{i}")(x)
-        if batchnorm and i > 0:
-            x = layers.BatchNormalization(name=f"bn{i}")(x)
-        x = layers.Activation(activation, name=f"act{i}")(x)
-        if dropout:
-            x = layers.Dropout(dropout, name=f"dropout{i}")(x)
-    x = layers.Flatten(name="flatten")(x)
+    x = _conv_stack(inputs, filters, activation, batchnorm, dropout)
     if dense_units:
         check_positive_int(dense_units, "dense_units")
         x = layers.Dense(dense_units, activation=activation, name="dense")(x)

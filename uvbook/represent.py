@@ -16,7 +16,7 @@ name                d      the representation
 ``denoising_ae``    32     the code of Chapter 3's denoising autoencoder (``denoising_ae_32``)
 ``vae``             16     the mean of ``q(z|x)`` of Chapter 5's convolutional VAE, for the grey image
 ``dcgan``           6272   the penultimate layer (``"flatten"``: 7x7x128) of Chapter 4's DCGAN discriminator
-``simclr``          128    the representation ``h`` of Chapter 7's SimCLR encoder
+``simclr``          3136   the representation ``h`` of Chapter 6's SimCLR encoder (its flattened 7x7x64 conv features)
 ``cnn``             128    the ``"features"`` layer of the supervised CNN (Chapter 2): the upper bound,
                            learned *with* all training labels
 ==================  =====  ==========================================================================
@@ -55,7 +55,7 @@ REPRESENTATIONS: dict[str, Representation] = {r.name: r for r in (
     Representation("denoising_ae", "denoising autoencoder code", 32, "Chapter 3"),
     Representation("vae", "VAE mean code", 16, "Chapter 5"),
     Representation("dcgan", "DCGAN discriminator features", 7 * 7 * 128, "Chapter 4"),
-    Representation("simclr", "SimCLR features", 128, "Chapter 7"),
+    Representation("simclr", "SimCLR encoder features", 7 * 7 * 64, "Chapter 6"),
     Representation("cnn", "supervised CNN features", 128, "Chapter 2", supervised=True),
 )}
 #: The names learned without labels (everything but ``cnn``), raw pixels included.

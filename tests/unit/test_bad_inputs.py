@@ -57,7 +57,7 @@ CASES = [
                  r"images shaped \(N, 28, 28, 1\)", r"shape \(1, 4, 28, 28, 1\)", id="rank5-ae-encode"),
     pytest.param(lambda t: plots.image_grid((GOOD * 255).astype(np.uint8)), ValueError,
                  r"floats in \[0, 1\] \(divide uint8 pixels by 255\)", "dtype uint8", id="uint8-image-grid"),
-    pytest.param(lambda t: build_simclr(feature_dim=4, filters=(4, 4), dense_units=None, head_hidden=4,
+    pytest.param(lambda t: build_simclr(filters=(4, 4), head_hidden=4,
                                         projection_dim=2).encode((GOOD * 255).astype(np.uint8)), ValueError,
                  r"floats in \[0, 1\]", "dtype uint8", id="uint8-simclr-encode"),
     pytest.param(lambda t: _train_gan(t, images=np.full((4, 28, 28, 1), 2.0, np.float32)), ValueError,

@@ -8,7 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from uvbook.models.contrastive import (SimCLR, augment, build_projection_head,  # noqa: E402
-                                       build_simclr, nt_xent_loss)
+                                       NeighbourMonitor, build_simclr, nt_xent_loss)
 
 
 def nt_xent_reference(z1: np.ndarray, z2: np.ndarray, tau: float) -> float:
@@ -102,30 +102,32 @@ def test_augment_rejects_rgb():
 
 def test_model_trains_and_encodes(images):
     keras.utils.set_random_seed(0)
-    model = build_simclr(feature_dim=16, filters=(8, 16), dense_units=32, head_hidden=16,
-                         projection_dim=8, seed=0)
+    model = build_simclr(filters=(8, 16), head_hidden=(32, 16), projection_dim=8, head_batchnorm=False,
+                         temperature=0.5, seed=0)
     history = model.fit(np.repeat(images, 4, axis=0), batch_size=32, epochs=3, verbose=0)
     assert set(history.history) == {"loss", "accuracy"}
     assert all(np.isfinite(history.history["loss"]))
     assert history.history["loss"][-1] < history.history["loss"][0]
     features = model.encode(images)
-    assert features.shape == (16, 16) and features.dtype == np.float32
-    assert np.all(features >= 0)                    # ReLU features
+    assert features.shape == (16, 7 * 7 * 16) and features.dtype == np.float32
+    assert np.all(features >= 0)                    # ReLU conv features, flattened
     np.testing.assert_allclose(features, keras.ops.convert_to_numpy(model(images)), rtol=1e-5, atol=1e-6)
 
 
 def test_keras_round_trip(images, tmp_path):
     keras.utils.set_random_seed(0)
-    model = build_simclr(feature_dim=16, filters=(8, 16), dense_units=32, head_hidden=16,
-                         projection_dim=8, temperature=0.2, jitter=0.3, seed=3)
+    model = build_simclr(filters=(8, 16), head_hidden=16, projection_dim=8, temperature=0.3, jitter=0.3,
+                         crop_scale=(0.3, 1.0), total_steps=4, seed=3)
     model.fit(images, batch_size=8, epochs=1, verbose=0)
     path = tmp_path / "simclr.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
     assert isinstance(loaded, SimCLR)
-    assert (loaded.temperature, loaded.jitter, loaded.seed, loaded.crop_scale) == (0.2, 0.3, 3, (0.3, 1.0))
+    assert (loaded.temperature, loaded.jitter, loaded.seed, loaded.crop_scale) == (0.3, 0.3, 3, (0.3, 1.0))
     np.testing.assert_allclose(loaded.encode(images), model.encode(images), rtol=1e-5, atol=1e-6)
-    loaded.fit(images, batch_size=8, epochs=1, verbose=0)     # the optimizer state came back too
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 2   # the step count came back
+    loaded.fit(images, batch_size=8, epochs=1, verbose=0)
+    assert int(loaded.optimizer.iterations) == 4
 
 
 def test_constructor_and_encode_validate():
@@ -139,3 +141,19 @@ def test_constructor_and_encode_validate():
         model.encode(np.full((2, 28, 28, 1), 2.0, np.float32))
     with pytest.raises(ValueError, match="shape"):
         model.encode(np.zeros((2, 32, 32, 1), np.float32))
+
+
+def test_neighbour_monitor_writes_knn_accuracy_and_elapsed_time(images):
+    keras.utils.set_random_seed(0)
+    model = build_simclr(filters=(4, 8), head_hidden=8, projection_dim=4, seed=0)
+    labels = np.arange(len(images)) % 2
+    monitor = NeighbourMonitor(images, labels, k=3, every=2)
+    history = model.fit(images, batch_size=8, epochs=3, verbose=0, callbacks=[monitor]).history
+    acc = history["knn_accuracy"]
+    assert np.isnan(acc[0]) and 0.0 <= acc[1] <= 1.0 and 0.0 <= acc[2] <= 1.0   # epochs 2 and 3 (the last)
+    assert acc[2] == monitor.accuracy()                                        # the weights did not move since
+    assert 0 < history["elapsed"][0] < history["elapsed"][1] < history["elapsed"][2]
+    with pytest.raises(ValueError, match="smaller than the number of monitored images"):
+        NeighbourMonitor(images, labels, k=len(images))
+    with pytest.raises(ValueError, match="one label per image"):
+        NeighbourMonitor(images, labels[:-1])

@@ -14,7 +14,7 @@ BOOK = Path(__file__).resolve().parents[2] / "book"
 NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
 # {glue:text}`key`, {glue:text}`key:.3f`, {glue}`key`; a key with "::" lives in another notebook
 PASTE_RE = re.compile(r"\{glue(:[a-z]+)?\}`([^`]+)`")
-GLUE_CALL_RE = re.compile(r"""\bglue\(\s*["']([^"']+)["']""")
+GLUE_CALL_RE = re.compile(r"""\bglue(?:_words)?\(\s*["']([^"']+)["']""")
 
 
 def cells(path: Path) -> list[dict]:

@@ -60,7 +60,7 @@ def test_autoencoder_codes(images, cls):
     assert z.shape == (12, 4) and z.dtype == np.float32 and np.all(np.isfinite(z))
     np.testing.assert_allclose(z, ae.encode(images), rtol=1e-5, atol=1e-6)
     # no training-time noise: the denoising model's code is deterministic
-    np.testing.assert_array_equal(z, represent.features(name, images, model=ae))
+    np.testing.assert_array_equal(z, represent.features(name, images, model=ae, batch_size=5))
 
 
 def test_vae_gives_the_posterior_mean(images):
@@ -83,9 +83,9 @@ def test_dcgan_uses_the_discriminators_flatten_layer_on_scaled_images(images):
 
 def test_simclr_and_cnn_features(images):
     keras.utils.set_random_seed(0)
-    simclr = build_simclr(feature_dim=6, filters=(4, 8), dense_units=16, head_hidden=8, projection_dim=4)
+    simclr = build_simclr(filters=(4, 8), head_hidden=8, projection_dim=4)
     z = represent.features("simclr", images, model=simclr)
-    assert z.shape == (12, 6) and np.all(z >= 0)                      # a ReLU "features" head
+    assert z.shape == (12, 7 * 7 * 8) and np.all(z >= 0)              # flattened ReLU conv features
     np.testing.assert_allclose(z, simclr.encode(images), rtol=1e-5, atol=1e-6)
     cnn = build_cnn_classifier(num_classes=10)
     f = represent.features("cnn", images, model=cnn)

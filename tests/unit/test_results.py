@@ -209,3 +209,10 @@ def test_glue_returns_the_number_and_rejects_bad_input():
     for bad_value in (float("nan"), "0.5", True):
         with pytest.raises(ValueError, match="must be a finite real number"):
             results.glue("x", bad_value)
+
+
+def test_glue_words_returns_the_text_and_rejects_bad_input():
+    assert results.glue_words("ch6_best_name", "SimCLR features") == "SimCLR features"
+    for bad_name, bad_text in [("6x", "a"), ("ok", ""), ("ok", "two\nlines"), ("ok", 3.0)]:
+        with pytest.raises(ValueError, match="name must|text must"):
+            results.glue_words(bad_name, bad_text)

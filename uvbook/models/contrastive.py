@@ -23,14 +23,16 @@ that of the global batch (the loss is divided by the number of replicas with
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from uvbook.layers import build_conv_encoder
-from uvbook.validate import check_images, check_positive_int
+from uvbook.evaluate import leave_one_out_knn_accuracy
+from uvbook.layers import build_conv_trunk
+from uvbook.validate import check_images, check_labels, check_positive_int
 
 _LARGE = 1e9
 
@@ -124,14 +126,28 @@ def nt_xent_loss(z1, z2, temperature: float = 0.5, return_accuracy: bool = False
 
 # --------------------------------------------------------------------------- the model
 
-def build_projection_head(feature_dim: int, hidden: int = 128, out_dim: int = 64,
-                          name: str = "projection_head") -> keras.Model:
-    """SimCLR's projection head ``g``: Dense(hidden, ReLU) -> Dense(out_dim), on features of size ``feature_dim``."""
+def build_projection_head(feature_dim: int, hidden: int | Sequence[int] = 128, out_dim: int = 64,
+                          batchnorm: bool = False, name: str = "projection_head") -> keras.Model:
+    """SimCLR's projection head ``g``: [Dense(hidden) (+ BatchNorm), ReLU] per hidden layer -> Dense(out_dim).
+
+    ``hidden`` is one width or a sequence of widths; ``batchnorm`` normalises every hidden
+    layer (as the SimCLR paper's head does), which keeps a deep head trainable with a
+    large learning rate.
+    """
     check_positive_int(feature_dim, "feature_dim")
-    check_positive_int(hidden, "hidden")
+    widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    if not widths:
+        raise ValueError(f"hidden must name at least one layer width; got {hidden!r}")
+    for width in widths:
+        check_positive_int(width, "every entry of hidden")
     check_positive_int(out_dim, "out_dim")
     inputs = keras.Input(shape=(feature_dim,), name="features")
-    x = layers.Dense(hidden, activation="relu", name="dense0")(inputs)
+    x = inputs
+    for i, width in enumerate(widths):
+        x = layers.Dense(width, use_bias=not batchnorm, name=f"dense{i}")(x)
+        if batchnorm:
+            x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.Activation("relu", name=f"relu{i}")(x)
     return keras.Model(inputs, layers.Dense(out_dim, name="projection")(x), name=name)
 
 
@@ -250,65 +266,146 @@ class SimCLR(keras.Model):
         return cls(**config)
 
 
-def build_simclr(feature_dim: int = 128, filters: Sequence[int] = (32, 64), dense_units: int | None = 256,
-                 head_hidden: int = 128, projection_dim: int = 64, temperature: float = 0.5,
-                 crop_scale: Sequence[float] = (0.3, 1.0), flip: bool = True, jitter: float = 0.4,
-                 learning_rate: float = 1e-3, seed: int | None = None, name: str = "simclr") -> SimCLR:
-    """A compiled :class:`SimCLR` on the conv encoder of :mod:`uvbook.layers` (Chapter 7).
+class NeighbourMonitor(keras.callbacks.Callback):
+    """After every ``every`` epochs, how well the model's representation recognises held-out images.
 
-    The encoder is :func:`uvbook.layers.build_conv_encoder` with a ReLU ``"features"`` head of
-    size ``feature_dim`` (the representation); the head is :func:`build_projection_head`.
-    Adam with ``learning_rate``.
+    The model must have an ``encode(images)`` method (:class:`uvbook.models.contrastive.SimCLR`
+    has). Each image of ``images`` is classified by the majority label of its ``k`` nearest
+    neighbours among the *other* monitored images (leave-one-out, Euclidean distance on the
+    representation scaled to unit length), and the accuracy is written to the epoch's logs
+    as ``name`` (NaN on the epochs in between), so that it lands in the training history,
+    together with ``logs["elapsed"]``: the training seconds so far, not counting the
+    monitor's own (the x-axis of a quality-against-time curve). The labels are used for this
+    report only: nothing of it reaches the loss. Pass images that training does not see.
     """
-    encoder = build_conv_encoder(feature_dim, filters=filters, dense_units=dense_units, heads=("features",),
-                                 code_activation="relu", name=f"{name}_encoder")
-    head = build_projection_head(feature_dim, head_hidden, projection_dim, name=f"{name}_head")
+
+    def __init__(self, images, labels, k: int = 5, every: int = 1, name: str = "knn_accuracy"):
+        super().__init__()
+        self.labels = check_labels(labels, "labels")
+        self.images = check_images(images, "images")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"labels must have one label per image ({len(self.images)}); got {len(self.labels)}")
+        self.k = check_positive_int(k, "k")
+        if self.k >= len(self.labels):
+            raise ValueError(f"k must be smaller than the number of monitored images ({len(self.labels)}); got {k}")
+        self.every = check_positive_int(every, "every")
+        self.name = name
+        self._start = self._spent = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start, self._spent = time.perf_counter(), 0.0
+
+    def accuracy(self) -> float:
+        """The leave-one-out k-NN accuracy of the model's current representation."""
+        return leave_one_out_knn_accuracy(self.model.encode(self.images), self.labels, k=self.k, unit=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        now = time.perf_counter()
+        logs["elapsed"] = now - self._start - self._spent
+        due = (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs")
+        logs[self.name] = self.accuracy() if due else float("nan")   # NaN keeps the history aligned
+        self._spent += time.perf_counter() - now
+
+
+def build_simclr(filters: Sequence[int] = (32, 64), head_hidden: int | Sequence[int] = (256, 128),
+                 projection_dim: int = 128, head_batchnorm: bool = True, temperature: float = 0.2,
+                 crop_scale: Sequence[float] = (0.2, 1.0), flip: bool = True, jitter: float = 0.4,
+                 learning_rate: float = 1e-3, total_steps: int | None = None, warmup_fraction: float = 0.05,
+                 seed: int | None = None, name: str = "simclr") -> SimCLR:
+    """A compiled :class:`SimCLR`: the conv trunk of :mod:`uvbook.layers` and an MLP head.
+
+    The encoder is :func:`uvbook.layers.build_conv_trunk`: two strided convolutions whose
+    flattened 7 x 7 x ``filters[-1]`` output is the representation ``h``. Every dense layer
+    is in the projection head (:func:`build_projection_head`), which training throws away.
+    Adam with ``learning_rate``; given ``total_steps``, the rate rises linearly over the
+    first ``warmup_fraction`` of them and then decays to 0 along a cosine.
+    """
+    if not 0.0 <= warmup_fraction < 1.0:
+        raise ValueError(f"warmup_fraction must be in [0, 1); got {warmup_fraction!r}")
+    encoder = build_conv_trunk(filters, name=f"{name}_encoder")
+    feature_dim = int(encoder.outputs[0].shape[1])
+    head = build_projection_head(feature_dim, head_hidden, projection_dim, batchnorm=head_batchnorm,
+                                 name=f"{name}_head")
     model = SimCLR(encoder, head, temperature=temperature, crop_scale=crop_scale, flip=flip, jitter=jitter,
                    seed=seed, name=name)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    rate = learning_rate
+    if total_steps is not None:
+        check_positive_int(total_steps, "total_steps")
+        warmup = int(warmup_fraction * total_steps)
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else learning_rate, total_steps - warmup, warmup_target=learning_rate if warmup else None,
+            warmup_steps=warmup)
+    model.compile(optimizer=keras.optimizers.Adam(rate))
     return model
 
 
-# ----- the contrastive model Chapter 6 reuses ---------------------------------------------
-#: The SimCLR of Chapter 7 whose features Chapter 6 puts in its table.
-FASHION_SIMCLR_CONFIG = {"feature_dim": 128, "filters": (32, 64), "dense_units": 256, "head_hidden": 128,
-                         "projection_dim": 64, "temperature": 0.5, "crop_scale": (0.3, 1.0), "flip": True,
-                         "jitter": 0.4, "learning_rate": 1e-3}
+# ----- the contrastive encoder of Chapter 6 (and Chapter 7) ------------------------------
+#: SimCLR as Chapter 6 trains it: the encoder, the head, the loss, the augmentations and Adam.
+FASHION_SIMCLR_CONFIG = {"filters": (32, 64), "head_hidden": (256, 128), "projection_dim": 128,
+                         "head_batchnorm": True, "temperature": 0.2, "crop_scale": (0.2, 1.0), "flip": True,
+                         "jitter": 0.4, "learning_rate": 1e-3, "warmup_fraction": 0.05}
 
 
 def fashion_simclr_sizes() -> dict:
-    """Training sizes of :func:`train_fashion_simclr` in the current mode (quick or full)."""
+    """Training sizes of :func:`train_fashion_simclr` in the current mode (quick or full).
+
+    ``n_train`` training images (a stratified subset; None: all 60,000), of which
+    ``n_monitor`` (stratified, seed 0) are held out of training and only watched:
+    :class:`uvbook.callbacks.NeighbourMonitor` reports their k-NN accuracy every epoch.
+    """
     from uvbook.modes import by_mode
 
-    return {"n_train": by_mode(quick=2000, full=None), "epochs": by_mode(quick=2, full=8),
-            "batch_size": 256, "seed": 0}
+    return {"n_train": by_mode(quick=2000, full=None), "n_monitor": by_mode(quick=400, full=5000),
+            "epochs": by_mode(quick=2, full=10), "batch_size": 256, "seed": 0}
+
+
+def fashion_simclr_split(n_train: int | None, n_monitor: int):
+    """``(x_fit, x_monitor, y_monitor)``: the images SimCLR trains on (no labels) and the held-out
+    images whose k-NN accuracy the monitor reports."""
+    from uvbook.data import load_dataset, stratified_subset
+
+    x, y = load_dataset("fashion_mnist", "train", n=n_train)
+    check_positive_int(n_monitor, "n_monitor")
+    if n_monitor >= len(y):
+        raise ValueError(f"n_monitor must be smaller than the {len(y)} training images; got {n_monitor}")
+    watched = np.zeros(len(y), dtype=bool)
+    watched[stratified_subset(y, n_monitor, seed=0)] = True
+    return x[~watched], x[watched], y[watched]
 
 
 def train_fashion_simclr(verbose: bool = True) -> tuple[SimCLR, dict[str, list[float]]]:
-    """Chapter 7's SimCLR on Fashion-MNIST: trained once, then loaded by any chapter.
+    """Chapter 6's SimCLR on Fashion-MNIST: trained once, then loaded by any chapter.
 
     :data:`FASHION_SIMCLR_CONFIG` trained on the training images without labels
-    (:func:`fashion_simclr_sizes` for the mode), cached by
-    :func:`uvbook.train.train_or_load` under an explicit key, so that Chapter 6 calling this
-    function gets the very weights Chapter 7 trained. Features: :meth:`SimCLR.encode`.
+    (:func:`fashion_simclr_sizes` for the mode, :func:`fashion_simclr_split` for the images),
+    cached by :func:`uvbook.train.train_or_load` under an explicit key, so that Chapter 7
+    calling this function gets the very weights Chapter 6 trained. The history has the
+    loss, the contrastive accuracy, ``knn_accuracy`` of the held-out images and the
+    ``elapsed`` training seconds, per epoch; ``verbose`` prints one line an epoch.
+    Features: :meth:`SimCLR.encode`.
     """
-    from uvbook.data import load_dataset, make_pipeline
+    from uvbook.callbacks import resumable  # checkpoint every epoch, resume, stop on NaN
+    from uvbook.data import make_pipeline
     from uvbook.modes import set_seed
     from uvbook.train import train_or_load
 
     sizes = fashion_simclr_sizes()
-    key = {"model": "uvbook.models.contrastive.SimCLR", "config": FASHION_SIMCLR_CONFIG,
-           "data": "fashion_mnist train images (stratified subset n_train; None = all), no labels", **sizes}
+    key = {"model": "uvbook.models.contrastive.SimCLR (conv trunk encoder)", "config": FASHION_SIMCLR_CONFIG,
+           "data": "fashion_mnist train images (stratified subset n_train; None = all) less n_monitor, no labels",
+           **sizes}
+    x_fit, x_watch, y_watch = fashion_simclr_split(sizes["n_train"], sizes["n_monitor"])
+    steps = sizes["epochs"] * math.ceil(len(x_fit) / sizes["batch_size"])
 
     def build() -> SimCLR:
         set_seed(sizes["seed"])
-        return build_simclr(seed=sizes["seed"], name="fashion_simclr", **FASHION_SIMCLR_CONFIG)
+        return build_simclr(seed=sizes["seed"], name="fashion_simclr", total_steps=steps, **FASHION_SIMCLR_CONFIG)
 
     def fit(model: SimCLR, backup=None):
-        from uvbook.callbacks import resumable  # checkpoint every epoch, resume, stop on NaN
-
-        x, _ = load_dataset("fashion_mnist", "train", n=sizes["n_train"])
-        data = make_pipeline(x, batch_size=sizes["batch_size"], seed=sizes["seed"])
-        return model.fit(data, epochs=sizes["epochs"], verbose=0, callbacks=resumable(backup, data=data))
+        data = make_pipeline(x_fit, batch_size=sizes["batch_size"], seed=sizes["seed"])
+        monitor = NeighbourMonitor(x_watch, y_watch, k=5)
+        return model.fit(data, epochs=sizes["epochs"], verbose=2 if verbose else 0,
+                         callbacks=[monitor, *resumable(backup, data=data)])
 
     return train_or_load("fashion_simclr", build, fit, key, verbose=verbose)
