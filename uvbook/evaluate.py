@@ -161,7 +161,7 @@ def _check_grid(grid) -> tuple[float, ...]:
     return grid
 
 
-def _fit_path(x, y, grid: tuple[float, ...], tol: float = 1e-4) -> list:
+def _fit_path(x, y, grid: tuple[float, ...], tol: float = 1e-4, max_iter: int = 2000) -> list:
     """Logistic regressions on ``(x, y)`` for every ``C`` of ``grid`` (ascending), each
     started from the previous solution (a warm-started regularisation path).
 
@@ -180,7 +180,7 @@ def _fit_path(x, y, grid: tuple[float, ...], tol: float = 1e-4) -> list:
     if x.shape[1] > x.shape[0]:
         basis, _ = np.linalg.qr(np.asarray(x, dtype=np.float64).T)    # (d, n), orthonormal columns
         x = np.asarray(x, dtype=np.float64) @ basis
-    clf, fits = LogisticRegression(max_iter=2000, tol=tol, warm_start=True), []
+    clf, fits = LogisticRegression(max_iter=max_iter, tol=tol, warm_start=True), []
     for c in grid:
         fit = deepcopy(clf.set_params(C=c).fit(x, y))
         if basis is not None:
