@@ -140,6 +140,8 @@ def test_tuned_probe_records_the_chosen_C_and_an_oracle_that_bounds_it():
                                    C="auto"), "positive number or 'cv'; got 'auto'"),
     (lambda: evaluate.linear_probe(np.zeros((8, 2)), [0] * 4 + [1] * 4, np.zeros((2, 2)), [0, 1], 2,
                                    C=0.0), "positive number or 'cv'; got 0.0"),
+    (lambda: evaluate.linear_probe(np.zeros((8, 2)), [0] * 4 + [1] * 4, np.zeros((2, 2)), [0, 1], 2,
+                                   C="cv", tol=0), "tol must be a positive number; got 0"),
 ])
 def test_tuned_probe_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
