@@ -107,9 +107,9 @@ def n2d_scores(features, labels, n_clusters: int = 10, n_components: int | None 
     return {"acc": cluster_accuracy(labels, pred), "nmi": nmi(labels, pred)}
 
 
-#: The penalties the tuned probe chooses from: C = 1/lambda of :func:`linear_probe`, from a
-#: strong penalty (C = 0.001, nearly a class-mean classifier) to the weak one every probe
-#: used before tuning (C = 1).
+#: The values of C (the inverse penalty of :func:`linear_probe`) that the tuned probe chooses
+#: from, from a strong penalty (C = 0.001, nearly a class-mean classifier) to the weak one
+#: every probe used before tuning (C = 1).
 PROBE_C_GRID: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)
 
 

@@ -342,7 +342,7 @@ def build_simclr(filters: Sequence[int] = (32, 64), head_hidden: int | Sequence[
 
 
 # ----- the contrastive encoder of Chapter 6 (and Chapter 7) ------------------------------
-#: SimCLR as Chapter 6 trains it: the encoder, the head, the loss, the augmentations and Adam.
+#: The settings of the SimCLR that Chapter 6 trains (encoder, head, loss, augmentations, Adam).
 FASHION_SIMCLR_CONFIG = {"filters": (32, 64), "head_hidden": (256, 128), "projection_dim": 128,
                          "head_batchnorm": True, "temperature": 0.2, "crop_scale": (0.2, 1.0), "flip": True,
                          "jitter": 0.4, "learning_rate": 1e-3, "warmup_fraction": 0.05}
@@ -353,7 +353,7 @@ def fashion_simclr_sizes() -> dict:
 
     ``n_train`` training images (a stratified subset; None: all 60,000), of which
     ``n_monitor`` (stratified, seed 0) are held out of training and only watched:
-    :class:`uvbook.callbacks.NeighbourMonitor` reports their k-NN accuracy every epoch.
+    :class:`NeighbourMonitor` reports their k-NN accuracy every epoch.
     """
     from uvbook.modes import by_mode
 
