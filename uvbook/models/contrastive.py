@@ -1,4 +1,4 @@
-"""A small SimCLR-style contrastive model (Chapter 7, "Trend: self-supervised learning").
+"""A small SimCLR-style contrastive model: the self-supervised encoder that Chapter 6 trains and Chapter 7 discusses.
 
 SimCLR (Chen et al. 2020) learns a representation without labels by making two random
 augmentations of the same image agree:
@@ -153,7 +153,7 @@ def build_projection_head(feature_dim: int, hidden: int | Sequence[int] = 128, o
 
 @keras.saving.register_keras_serializable(package="uvbook")
 class SimCLR(keras.Model):
-    """Contrastive representation learning (Chapter 7): two augmented views, an encoder, a head, NT-Xent.
+    """Contrastive representation learning (Chapters 6 and 7): two augmented views, an encoder, a head, NT-Xent.
 
     Args:
         encoder: a Keras model from images (N, 28, 28, 1) to flat features ``h`` (one output).
