@@ -245,8 +245,9 @@ def linear_probe(train_x, train_y, test_x, test_y, per_class: int,
     without test labels: on each labelled draw, :func:`choose_C` picks from ``grid`` by
     stratified cross-validation on the draw itself (``folds`` defaults to
     ``min(3, per_class)``); with one label a class no example can be held out, and the rule
-    is the strongest penalty of the grid, whose solution is close to the limit ``C -> 0``,
-    the classifier that scores a class by the dot product with its labelled example. The
+    is the strongest penalty of the grid, whose solution is close to the limit ``C -> 0``:
+    the prototype classifier ``argmax_c (mean_c - mean) . (z - mean)`` over the labelled
+    features (with one label a class, ``mean_c`` is that example). The
     tuned probe also records, per draw, the best test accuracy over the grid (the oracle
     envelope of :class:`ProbeResult`). ``tol`` is the tuned probe's stopping tolerance
     (a looser one, 1e-3, halves the time on thousands of features and barely moves the
