@@ -5,7 +5,8 @@
   repeated over several seeds, reported as mean and spread;
 * k-NN accuracy with all labels;
 * (Chapter 3) reconstruction error per pixel, PSNR, retrieval precision@k by class,
-  and the ROC AUC of an anomaly score.
+  and the ROC AUC of an anomaly score;
+* (Chapter 7) label spreading on a k-nearest-neighbour graph.
 
 A representation is any (examples, features) matrix; images are flattened.
 """
@@ -346,6 +347,145 @@ def leave_one_out_knn_accuracy(features, labels, k: int = 5, unit: bool = False)
     _, codes = np.unique(labels, return_inverse=True)
     votes = np.apply_along_axis(np.bincount, 1, codes[idx], minlength=codes.max() + 1)
     return float(np.mean(votes.argmax(axis=1) == codes))
+
+# --------------------------------------------------------------------------------------
+# Label spreading (Chapter 7): few labels carried along a k-nearest-neighbour graph.
+# --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NeighbourGraph:
+    """A symmetric k-NN graph over training examples, normalised as ``S = D^-1/2 W D^-1/2``.
+
+    ``S`` is a SciPy sparse matrix (n x n); ``features`` are the unit-length vectors it was
+    built on (kept to place new examples on the graph); ``n_neighbors`` its k;
+    ``projection`` the fitted PCA, if the vectors were projected first.
+    """
+
+    S: object
+    features: np.ndarray
+    n_neighbors: int
+    projection: object = None
+
+    def links(self, features) -> tuple[np.ndarray, np.ndarray]:
+        """``(weights, indices)``, each (m, n_neighbors): the nearest graph nodes of ``m`` new
+        examples, in the graph's geometry (unit length, projected as its nodes were), and
+        their cosine similarities. Compute them once to predict for several labellings."""
+        x = check_features(features, "features")
+        expected = self.features.shape[1] if self.projection is None else self.projection.n_features_in_
+        if x.shape[1] != expected:
+            raise ValueError(f"features must have the {expected} columns the graph was built from; "
+                             f"got {x.shape[1]}")
+        x = _unit(x)
+        if self.projection is not None:
+            x = _unit(self.projection.transform(x).astype(np.float32))
+        return _nearest(self.features, x, self.n_neighbors)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _similarities(distances: np.ndarray) -> np.ndarray:
+    """Cosine similarity of unit vectors from their Euclidean distance, floored at 0."""
+    return np.maximum(1.0 - distances ** 2 / 2.0, 0.0)
+
+
+@_one_blas_thread
+def _nearest(nodes: np.ndarray, queries: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarities and indices of the ``k`` nearest ``nodes`` of each query (``None``:
+    of each node, itself excluded); all vectors of unit length."""
+    from sklearn.neighbors import NearestNeighbors
+
+    distances, idx = NearestNeighbors(n_neighbors=k).fit(nodes).kneighbors(queries)
+    return _similarities(distances), idx
+
+
+def neighbour_graph(features, n_neighbors: int = 10, n_components: int | None = None,
+                    seed: int = 0) -> NeighbourGraph:
+    """The graph :func:`spread_labels` runs on: every example joined to its ``n_neighbors``
+    nearest others (cosine geometry), edges weighted by their cosine similarity and made
+    symmetric (``W = max(W, W^T)``), then normalised by the degrees (Zhou et al. 2004).
+
+    With ``n_components`` the unit-length features are first projected on their leading
+    principal components (randomised PCA, ``seed``) and scaled to unit length again: the
+    neighbour search then costs ``n_components`` instead of the full dimension a pair.
+    """
+    from scipy import sparse
+    from sklearn.decomposition import PCA
+
+    x = _unit(check_features(features, "features"))
+    check_positive_int(n_neighbors, "n_neighbors")
+    projection = None
+    if n_components is not None:
+        check_positive_int(n_components, "n_components")
+        if n_components > min(x.shape):
+            raise ValueError(f"n_components must be at most min(examples, features) = {min(x.shape)}; "
+                             f"got {n_components}")
+        projection = PCA(n_components, svd_solver="randomized", random_state=seed).fit(x)
+        x = _unit(projection.transform(x).astype(np.float32))
+    if n_neighbors >= len(x):
+        raise ValueError(f"n_neighbors must be smaller than the number of examples ({len(x)}); got {n_neighbors}")
+    weights, idx = _nearest(x, None, n_neighbors)
+    rows = np.repeat(np.arange(len(x)), n_neighbors)
+    W = sparse.csr_matrix((weights.astype(np.float64).ravel(), (rows, idx.ravel())), shape=(len(x), len(x)))
+    W = W.maximum(W.T)
+    d = np.asarray(W.sum(axis=1)).ravel()
+    inv_sqrt = sparse.diags(1.0 / np.sqrt(np.maximum(d, 1e-12)))
+    return NeighbourGraph(S=(inv_sqrt @ W @ inv_sqrt).tocsr(), features=x,
+                          n_neighbors=n_neighbors, projection=projection)
+
+
+def spread_labels(graph: NeighbourGraph, labels, alpha: float = 0.8, iterations: int = 50,
+                  n_classes: int | None = None) -> np.ndarray:
+    """Label spreading (Zhou et al. 2004): ``F <- alpha S F + (1 - alpha) Y``, ``iterations`` times.
+
+    ``labels`` has one entry per node of ``graph``: a class in 0..K-1, or -1 for an unlabelled
+    example; ``Y`` is their one-hot matrix (zero rows for -1). Returns ``F`` (n x K), each row
+    scaled to sum to 1 (an all-zero row, a node the labels never reached, stays uniform);
+    ``F.argmax(1)`` are the spread labels. The iteration converges to
+    ``(1 - alpha) (I - alpha S)^-1 Y`` geometrically, at rate ``alpha``.
+
+    Raises:
+        ValueError: ``labels`` of the wrong length, below -1, or with no labelled example;
+            ``alpha`` outside (0, 1).
+    """
+    if not isinstance(graph, NeighbourGraph):
+        raise ValueError(f"graph must be a NeighbourGraph (from neighbour_graph); got {type(graph).__name__}")
+    y = np.asarray(labels)
+    if y.shape != (graph.S.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be {graph.S.shape[0]} integers, one per node (-1: unlabelled); "
+                         f"got shape {y.shape}, dtype {y.dtype}")
+    if y.min() < -1 or not np.any(y >= 0):
+        raise ValueError(f"labels must be -1 (unlabelled) or a class >= 0, with at least one labelled "
+                         f"example; got values from {y.min()} to {y.max()}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be a number strictly between 0 and 1; got {alpha!r}")
+    check_positive_int(iterations, "iterations")
+    k = int(y.max()) + 1 if n_classes is None else check_positive_int(n_classes, "n_classes")
+    if y.max() >= k:
+        raise ValueError(f"labels must be below n_classes={k}; got {y.max()}")
+    Y = np.zeros((len(y), k))
+    Y[y >= 0, y[y >= 0]] = 1.0
+    F = Y.copy()
+    for _ in range(iterations):
+        F = alpha * (graph.S @ F) + (1.0 - alpha) * Y
+    total = F.sum(axis=1, keepdims=True)
+    return np.where(total > 0, F / np.where(total > 0, total, 1.0), 1.0 / k)
+
+
+def graph_predict(graph: NeighbourGraph, scores, features=None, links=None) -> np.ndarray:
+    """Classes for new examples: the similarity-weighted mean of the spread scores ``scores``
+    (from :func:`spread_labels`) of their ``graph.n_neighbors`` nearest graph nodes, argmax.
+    Give the examples' ``features``, or their ``links`` (:meth:`NeighbourGraph.links`)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or len(scores) != len(graph.features):
+        raise ValueError(f"scores must be a ({len(graph.features)}, classes) matrix, one row per graph node; "
+                         f"got shape {scores.shape}")
+    if (features is None) == (links is None):
+        raise ValueError("give either features or links (from NeighbourGraph.links), not both or neither")
+    weights, idx = graph.links(features) if links is None else links
+    return np.einsum("nk,nkc->nc", weights + 1e-12, scores[idx]).argmax(axis=1)
+
 
 # --------------------------------------------------------------------------------------
 # Sample quality (Chapter 4): a Fréchet distance on a domain classifier's features, and

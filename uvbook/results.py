@@ -80,6 +80,16 @@ PUBLISHED: dict[str, tuple[float, str]] = {
     "published.dec.nmi": (0.65, "DEC (Xie et al. 2016) as reimplemented in " + _DEC_KERAS),
     "published.n2d.acc": (0.672, "N2D: autoencoder + UMAP + Gaussian mixture, all 70,000 Fashion-MNIST "
                                  "images: McConville et al. 2021 (ICPR 2020)"),
+    "published.m2.mnist100.error": (0.0333, "semi-supervised VAE M1+M2, MNIST with 100 labels: Kingma et al. "
+                                            "2014, Table 1 (3.33% test error)"),
+    "published.sgan.mnist100.error": (0.0093, "GAN with feature matching and a K+1-class discriminator, MNIST "
+                                              "with 100 labels: Salimans et al. 2016, Table 1 (93 errors in 10,000)"),
+    "published.sgan.cifar4000.error": (0.1863, "the same on CIFAR-10 with 4,000 labels: Salimans et al. 2016, "
+                                               "Table 2 (18.63% test error)"),
+    "published.fixmatch.cifar40.acc": (0.8861, "FixMatch (CTAugment), CIFAR-10 with 40 labels, Wide ResNet-28-2: "
+                                               "Sohn et al. 2020 (11.39% error)"),
+    "published.fixmatch.cifar250.acc": (0.9493, "FixMatch (CTAugment), CIFAR-10 with 250 labels, Wide "
+                                                "ResNet-28-2: Sohn et al. 2020 (5.07% error)"),
     "published.n2d.nmi": (0.684, "N2D: autoencoder + UMAP + Gaussian mixture, all 70,000 Fashion-MNIST "
                                  "images: McConville et al. 2021 (ICPR 2020)"),
 }

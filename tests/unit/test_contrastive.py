@@ -1,4 +1,4 @@
-"""The SimCLR-style contrastive model of Chapter 7: augmentations, NT-Xent, training, saving."""
+"""The SimCLR-style contrastive model of Chapter 6: augmentations, NT-Xent, training, saving."""
 
 from __future__ import annotations
 

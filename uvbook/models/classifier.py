@@ -13,11 +13,12 @@ from uvbook.validate import check_positive_int
 
 
 def build_cnn_classifier(num_classes: int = 10, input_shape=(28, 28, 1),
-                         width: int = 32, dropout: float = 0.3) -> keras.Model:
+                         width: int = 32, dropout: float = 0.3, logits: bool = False) -> keras.Model:
     """Two conv blocks (``width`` and 2×``width`` filters), a 128-unit dense layer, softmax.
 
     The dense layer is named ``"features"``: its activations are the classifier's
-    representation. Compile and ``fit`` it like any Keras model.
+    representation. Compile and ``fit`` it like any Keras model. With ``logits=True`` the
+    last layer has no softmax (what :class:`uvbook.models.semisup.FixMatch` trains).
     """
     check_positive_int(num_classes, "num_classes")
     check_positive_int(width, "width")
@@ -37,5 +38,6 @@ def build_cnn_classifier(num_classes: int = 10, input_shape=(28, 28, 1),
     x = layers.Dropout(dropout, name="dropout0")(x)
     x = layers.Dense(128, activation="relu", name="features")(x)
     x = layers.Dropout(dropout, name="dropout1")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    outputs = layers.Dense(num_classes, activation=None if logits else "softmax",
+                           name="logits" if logits else "probs")(x)
     return keras.Model(inputs, outputs, name="cnn_classifier")

@@ -1,4 +1,4 @@
-"""A small SimCLR-style contrastive model: the self-supervised encoder that Chapter 6 trains and Chapter 7 discusses.
+"""A small SimCLR-style contrastive model: the self-supervised encoder that Chapter 6 trains and Chapters 7 and 8 build on.
 
 SimCLR (Chen et al. 2020) learns a representation without labels by making two random
 augmentations of the same image agree:
@@ -153,7 +153,7 @@ def build_projection_head(feature_dim: int, hidden: int | Sequence[int] = 128, o
 
 @keras.saving.register_keras_serializable(package="uvbook")
 class SimCLR(keras.Model):
-    """Contrastive representation learning (Chapters 6 and 7): two augmented views, an encoder, a head, NT-Xent.
+    """Contrastive representation learning (Chapters 6 to 8): two augmented views, an encoder, a head, NT-Xent.
 
     Args:
         encoder: a Keras model from images (N, 28, 28, 1) to flat features ``h`` (one output).
@@ -341,7 +341,7 @@ def build_simclr(filters: Sequence[int] = (32, 64), head_hidden: int | Sequence[
     return model
 
 
-# ----- the contrastive encoder of Chapter 6 (and Chapter 7) ------------------------------
+# ----- the contrastive encoder of Chapter 6 (and Chapters 7, 8) ------------------------------
 #: The settings of the SimCLR that Chapter 6 trains (encoder, head, loss, augmentations, Adam).
 FASHION_SIMCLR_CONFIG = {"filters": (32, 64), "head_hidden": (256, 128), "projection_dim": 128,
                          "head_batchnorm": True, "temperature": 0.2, "crop_scale": (0.2, 1.0), "flip": True,
@@ -380,7 +380,7 @@ def train_fashion_simclr(verbose: bool = True) -> tuple[SimCLR, dict[str, list[f
 
     :data:`FASHION_SIMCLR_CONFIG` trained on the training images without labels
     (:func:`fashion_simclr_sizes` for the mode, :func:`fashion_simclr_split` for the images),
-    cached by :func:`uvbook.train.train_or_load` under an explicit key, so that Chapter 7
+    cached by :func:`uvbook.train.train_or_load` under an explicit key, so that Chapters 7 and 8
     calling this function gets the very weights Chapter 6 trained. The history has the
     loss, the contrastive accuracy, ``knn_accuracy`` of the held-out images and the
     ``elapsed`` training seconds, per epoch; ``verbose`` prints one line an epoch.

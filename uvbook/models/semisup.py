@@ -1,0 +1,411 @@
+"""Semi-supervised classifiers (Chapter 7): a few labelled images and many unlabelled ones, trained together.
+
+* :func:`weak_augment` and :func:`strong_augment`: the two strengths of augmentation that
+  FixMatch (Sohn et al. 2020) uses; the weak one is also the supervised baseline's.
+* :func:`fixmatch_loss`: the unlabelled term of FixMatch, a cross-entropy between the
+  prediction on a strongly augmented view and the pseudo-label of the weak view, counted
+  only where the weak view's confidence reaches a threshold.
+* :class:`FixMatch`: a ``keras.Model`` that trains any classifier (logits out) with it.
+
+A training batch is ``((x_labelled, y_labelled), x_unlabelled)``: :func:`semisup_pipeline`
+makes such batches from arrays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from uvbook.models.contrastive import augment
+from uvbook.validate import check_images, check_labels, check_positive_int
+
+
+def _check_probability(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be a number strictly between 0 and 1; got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- augmentations
+
+def weak_augment(images, seed=None, shift: int = 2, flip: bool = True):
+    """Flip left-right with probability 1/2 and translate by up to ``shift`` pixels (edges padded
+    by reflection): a view that keeps the class and nearly every pixel.
+
+    ``images`` is a batch (N, H, W, 1) in [0, 1]; ``seed`` an int, a
+    ``keras.random.SeedGenerator`` or ``None``. Returns a TensorFlow tensor.
+    """
+    import tensorflow as tf
+
+    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+        raise ValueError(f"shift must be a non-negative integer (pixels); got {shift!r}")
+    x = ops.convert_to_tensor(images, dtype="float32")
+    if len(x.shape) != 4 or x.shape[-1] != 1:
+        raise ValueError(f"images must be a batch shaped (N, height, width, 1); got shape {tuple(x.shape)}")
+    if isinstance(seed, int) or seed is None:
+        seed = keras.random.SeedGenerator(seed)
+    n = ops.shape(x)[0]
+    height, width = int(x.shape[1]), int(x.shape[2])
+    if flip:
+        coin = keras.random.uniform((n,), seed=seed)[:, None, None, None] < 0.5
+        x = ops.where(coin, ops.flip(x, axis=2), x)
+    if shift:
+        padded = tf.pad(x, [[0, 0], [shift, shift], [shift, shift], [0, 0]], mode="REFLECT")
+        offsets = ops.cast(keras.random.randint((n, 2), 0, 2 * shift + 1, seed=seed), "float32")
+        # crop_and_resize maps box corners to pixel centres: a box of exactly height x width
+        # pixels starting at an integer offset copies those pixels (no interpolation)
+        hp, wp = height + 2 * shift - 1, width + 2 * shift - 1
+        boxes = ops.stack([offsets[:, 0] / hp, offsets[:, 1] / wp,
+                           (offsets[:, 0] + height - 1) / hp, (offsets[:, 1] + width - 1) / wp], axis=1)
+        x = tf.image.crop_and_resize(padded, boxes, tf.range(n), (height, width))
+    return x
+
+
+def strong_augment(images, seed=None, crop_scale: tuple[float, float] = (0.3, 1.0), jitter: float = 0.5,
+                   cutout: int = 10):
+    """A view that changes much but usually keeps the class: :func:`uvbook.models.contrastive.augment`
+    (resized crop, flip, brightness and contrast) followed by Cutout (DeVries and Taylor 2017), a
+    ``cutout`` x ``cutout`` square at a random place set to 0.5 grey, as in FixMatch."""
+    if isinstance(cutout, bool) or not isinstance(cutout, int) or cutout < 0:
+        raise ValueError(f"cutout must be a non-negative integer (pixels); got {cutout!r}")
+    if isinstance(seed, int) or seed is None:
+        seed = keras.random.SeedGenerator(seed)
+    x = augment(images, seed, crop_scale=crop_scale, flip=True, jitter=jitter)
+    if cutout:
+        n = ops.shape(x)[0]
+        height, width = int(x.shape[1]), int(x.shape[2])
+        centre = keras.random.uniform((n, 2), seed=seed) * ops.convert_to_tensor([height, width], "float32")
+        rows = ops.arange(height, dtype="float32")[None, :, None]
+        cols = ops.arange(width, dtype="float32")[None, None, :]
+        half = cutout / 2
+        inside = (ops.abs(rows - centre[:, 0, None, None]) < half) & (ops.abs(cols - centre[:, 1, None, None]) < half)
+        x = ops.where(inside[..., None], 0.5, x)
+    return x
+
+
+# --------------------------------------------------------------------------- the loss
+
+def fixmatch_loss(weak_logits, strong_logits, threshold: float = 0.95):
+    """FixMatch's unlabelled loss and the fraction of the batch it counts.
+
+    ``q = softmax(weak_logits)`` (no gradient flows through it); where ``max q >= threshold``
+    the pseudo-label ``argmax q`` is the target of a cross-entropy on ``strong_logits``.
+    The loss is the sum of those cross-entropies divided by the whole batch size (as in the
+    paper, so that a batch with few confident images weighs little). Returns
+    ``(loss, mask_rate)``.
+    """
+    threshold = _check_probability(threshold, "threshold")
+    weak_logits = ops.convert_to_tensor(weak_logits)
+    strong_logits = ops.convert_to_tensor(strong_logits)
+    if tuple(weak_logits.shape) != tuple(strong_logits.shape) or len(weak_logits.shape) != 2:
+        raise ValueError(f"weak_logits and strong_logits must be two (N, classes) arrays of one shape; "
+                         f"got {tuple(weak_logits.shape)} and {tuple(strong_logits.shape)}")
+    q = ops.stop_gradient(ops.softmax(weak_logits, axis=-1))
+    mask = ops.cast(ops.max(q, axis=-1) >= threshold, strong_logits.dtype)
+    pseudo = ops.argmax(q, axis=-1)
+    ce = keras.losses.sparse_categorical_crossentropy(pseudo, strong_logits, from_logits=True)
+    return ops.mean(ce * mask), ops.mean(mask)
+
+
+@keras.saving.register_keras_serializable(package="uvbook")
+class FixMatch(keras.Model):
+    """FixMatch (Sohn et al. 2020): a classifier trained on labelled images and on the confident
+    pseudo-labels of unlabelled ones (Chapter 7).
+
+    Every step sees a batch ``((x_l, y_l), x_u)``. The loss is
+
+    ``cross-entropy(y_l, f(weak(x_l))) + unlabelled_weight * fixmatch_loss(f(weak(x_u)), f(strong(x_u)))``
+
+    with all three views through the network in one call (so batch normalisation sees them
+    together). Args: ``classifier`` maps images to logits (no softmax); ``threshold`` is the
+    confidence a pseudo-label needs; ``seed`` seeds the augmentations.
+
+    Metrics: ``loss``, ``labelled_loss``, ``unlabelled_loss``, ``mask_rate`` (the fraction of
+    unlabelled images above the threshold) and ``accuracy`` (on the weak labelled views).
+    """
+
+    def __init__(self, classifier: keras.Model, threshold: float = 0.95, unlabelled_weight: float = 1.0,
+                 shift: int = 2, crop_scale=(0.3, 1.0), jitter: float = 0.5, cutout: int = 10,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(classifier, keras.Model):
+            raise ValueError(f"classifier must be a keras.Model; got {type(classifier).__name__}")
+        self.classifier = classifier
+        self.threshold = _check_probability(threshold, "threshold")
+        if isinstance(unlabelled_weight, bool) or not isinstance(unlabelled_weight, (int, float)) \
+                or not math.isfinite(unlabelled_weight) or unlabelled_weight < 0:
+            raise ValueError(f"unlabelled_weight must be a non-negative number; got {unlabelled_weight!r}")
+        self.unlabelled_weight = float(unlabelled_weight)
+        self.shift, self.crop_scale, self.jitter, self.cutout = shift, tuple(crop_scale), jitter, cutout
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in
+                         ("loss", "labelled_loss", "unlabelled_loss", "mask_rate", "accuracy")}
+        self.built = True
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, x, training: bool = False):
+        """The classifier's logits for images ``x`` (no augmentation)."""
+        return self.classifier(x, training=training)
+
+    def train_step(self, data):
+        import tensorflow as tf  # the book's backend; the step is the keras.io idiom
+
+        from uvbook.train import replica_scaled
+
+        (x_l, y_l), x_u = data
+        x_l, x_u = ops.cast(x_l, "float32"), ops.cast(x_u, "float32")
+        n_l, n_u = ops.shape(x_l)[0], ops.shape(x_u)[0]
+        views = ops.concatenate([weak_augment(x_l, self.seed_generator, self.shift),
+                                 weak_augment(x_u, self.seed_generator, self.shift),
+                                 strong_augment(x_u, self.seed_generator, self.crop_scale, self.jitter,
+                                                self.cutout)], axis=0)
+        with tf.GradientTape() as tape:
+            logits = self.classifier(views, training=True)
+            logits_l = logits[:n_l]
+            logits_w, logits_s = logits[n_l:n_l + n_u], logits[n_l + n_u:]
+            labelled = ops.mean(keras.losses.sparse_categorical_crossentropy(y_l, logits_l, from_logits=True))
+            unlabelled, mask_rate = fixmatch_loss(logits_w, logits_s, self.threshold)
+            loss = labelled + self.unlabelled_weight * unlabelled
+            scaled = replica_scaled(loss)
+        grads = tape.gradient(scaled, self.classifier.trainable_weights)
+        self.optimizer.apply_gradients(zip(grads, self.classifier.trainable_weights))
+        correct = ops.cast(ops.equal(ops.argmax(logits_l, axis=-1), ops.cast(y_l, "int64")), "float32")
+        for name, value in (("loss", loss), ("labelled_loss", labelled), ("unlabelled_loss", unlabelled),
+                            ("mask_rate", mask_rate), ("accuracy", ops.mean(correct))):
+            self.trackers[name].update_state(value)
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def predict_classes(self, x, batch_size: int = 1000) -> np.ndarray:
+        """The predicted class of every image of ``x`` (N, 28, 28, 1) in [0, 1]."""
+        x = check_images(x, "x")
+        check_positive_int(batch_size, "batch_size")
+        return np.concatenate([ops.convert_to_numpy(ops.argmax(self.classifier(x[i:i + batch_size]), axis=-1))
+                               for i in range(0, len(x), batch_size)])
+
+    def get_config(self):
+        return {**super().get_config(), "classifier": keras.saving.serialize_keras_object(self.classifier),
+                "threshold": self.threshold, "unlabelled_weight": self.unlabelled_weight, "shift": self.shift,
+                "crop_scale": list(self.crop_scale), "jitter": self.jitter, "cutout": self.cutout,
+                "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
+        return cls(**config)
+
+
+def semisup_pipeline(x_labelled, y_labelled, x_unlabelled, batch_size: int = 32, ratio: int = 7,
+                     seed: int = 0, n_classes: int | None = None):
+    """Batches ``((x_l, y_l), x_u)`` for :class:`FixMatch`: ``batch_size`` labelled images (the
+    labelled set reshuffled and repeated as often as needed) with ``ratio * batch_size`` unlabelled
+    ones; one pass over the unlabelled images is one epoch.
+
+    Raises:
+        ValueError: labels that are not integers in ``0..n_classes-1`` (default: up to the largest
+            label), a labelled set missing one of those classes, or labelled and unlabelled images
+            of different shapes.
+    """
+    import tensorflow as tf
+
+    x_labelled = check_images(x_labelled, "x_labelled")
+    x_unlabelled = check_images(x_unlabelled, "x_unlabelled")
+    y_labelled = check_labels(y_labelled, "y_labelled", length=len(x_labelled))
+    if x_labelled.shape[1:] != x_unlabelled.shape[1:]:
+        raise ValueError(f"labelled and unlabelled images must have one shape; got {x_labelled.shape[1:]} "
+                         f"and {x_unlabelled.shape[1:]}")
+    k = int(y_labelled.max()) + 1 if n_classes is None else check_positive_int(n_classes, "n_classes")
+    if y_labelled.min() < 0 or y_labelled.max() >= k:
+        raise ValueError(f"y_labelled must be classes in 0..{k - 1}; got values from {y_labelled.min()} "
+                         f"to {y_labelled.max()}")
+    missing = sorted(set(range(k)) - set(y_labelled.tolist()))
+    if missing:
+        raise ValueError(f"the labelled set must have every class 0..{k - 1}; it has none of {missing}")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(ratio, "ratio")
+    labelled = (tf.data.Dataset.from_tensor_slices((x_labelled, y_labelled)).cache()
+                .shuffle(len(x_labelled), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size))
+    unlabelled = (tf.data.Dataset.from_tensor_slices(x_unlabelled).cache()
+                  .shuffle(len(x_unlabelled), seed=seed + 1, reshuffle_each_iteration=True)
+                  .batch(ratio * batch_size, drop_remainder=True))
+    return tf.data.Dataset.zip((labelled, unlabelled)).prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- Chapter 7's recipes
+
+#: FixMatch as Chapter 7 trains it (Sohn et al. 2020's threshold, ratio and weight; Adam
+#: instead of their SGD, whose schedule is set for a million steps).
+FIXMATCH_CONFIG = {"threshold": 0.95, "unlabelled_weight": 1.0, "ratio": 7, "batch_size": 32,
+                   "learning_rate": 1e-3, "shift": 2, "crop_scale": (0.3, 1.0), "jitter": 0.5, "cutout": 10,
+                   "head_dropout": 0.3}
+
+#: The methods :func:`train_few_label_classifier` trains: which network, from where, on what.
+METHODS = {
+    "supervised": "Chapter 2's CNN from scratch, labelled images only (weak augmentation)",
+    "finetune": "Chapter 6's SimCLR encoder and a linear layer, fine-tuned on the labelled images only",
+    "fixmatch": "Chapter 6's SimCLR encoder and a linear layer, trained by FixMatch on both",
+}
+
+
+def semisup_sizes() -> dict:
+    """Chapter 7's sizes in the current mode: ``n_train`` training images (a stratified subset in
+    quick mode, as in Chapter 6; None: all 60,000), ``n_watch`` of them held out and only watched
+    (their accuracy is the training curve), the labelled-only runs' ``supervised_steps`` and
+    FixMatch's ``steps``, with a report every ``report_every`` steps."""
+    from uvbook.modes import by_mode
+
+    return {"n_train": by_mode(quick=3000, full=None), "n_watch": by_mode(quick=300, full=5000),
+            "supervised_steps": by_mode(quick=40, full=300), "supervised_batch": 32,
+            "steps": by_mode(quick=60, full=1000), "report_every": by_mode(quick=30, full=200)}
+
+
+def semisup_split(per_class: int, seed: int, n_train: int | None = None, n_watch: int = 5000) -> dict:
+    """The images of one few-label run, as arrays: ``x_l, y_l`` (``per_class`` labelled images a
+    class, drawn by :func:`uvbook.data.few_labels` with ``seed`` exactly as Chapter 6 draws
+    them), ``x_u`` (every other training image) with ``y_u``, their labels, which no method
+    sees (the chapter uses them only to check pseudo-labels), and ``x_watch, y_watch``: a
+    stratified set of ``n_watch`` training images (seed 0; Chapter 6's held-out set in full
+    mode), kept out of both, whose labels only report progress."""
+    from uvbook.data import few_labels, load_dataset, stratified_subset
+
+    x, y = load_dataset("fashion_mnist", "train", n=n_train)
+    check_positive_int(n_watch, "n_watch")
+    labelled = np.zeros(len(y), dtype=bool)
+    labelled[few_labels(y, per_class, seed=seed)] = True
+    watched = np.zeros(len(y), dtype=bool)
+    watched[stratified_subset(y, n_watch, seed=0)] = True
+    watched &= ~labelled
+    rest = ~labelled & ~watched
+    return {"x_l": x[labelled], "y_l": y[labelled], "x_u": x[rest], "y_u": y[rest],
+            "x_watch": x[watched], "y_watch": y[watched]}
+
+
+class WatchAccuracy(keras.callbacks.Callback):
+    """After every epoch, the accuracy of the model's classifier on held-out labelled images, and the
+    training seconds so far (``watch_accuracy`` and ``elapsed`` in the logs and the history)."""
+
+    def __init__(self, x, y, batch_size: int = 1000):
+        super().__init__()
+        self.x = check_images(x, "x")
+        self.y = check_labels(y, "y", length=len(self.x))
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.start = None
+
+    def on_train_begin(self, logs=None):
+        import time
+
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        net = getattr(self.model, "classifier", self.model)
+        pred = np.concatenate([ops.convert_to_numpy(ops.argmax(net(self.x[i:i + self.batch_size],
+                                                                       training=False), axis=-1))
+                               for i in range(0, len(self.x), self.batch_size)])
+        if logs is not None:
+            logs["watch_accuracy"] = float(np.mean(pred == self.y))
+            logs["elapsed"] = time.perf_counter() - self.start
+
+
+def build_few_label_classifier(encoder: keras.Model | None = None, dropout: float = 0.3,
+                               seed: int = 0) -> keras.Model:
+    """The network a few-label method trains, with logits out: Chapter 2's CNN from scratch when
+    ``encoder`` is None (batch-normalisation momentum 0.9, as Chapter 2 sets it for short runs), else a copy of ``encoder`` (its weights too) with dropout and a linear
+    layer on top."""
+    from uvbook.models.classifier import build_cnn_classifier
+    from uvbook.modes import set_seed
+
+    set_seed(seed)
+    if encoder is None:
+        model = build_cnn_classifier(logits=True)
+        for layer in model.layers:       # short runs: batch statistics that keep up (Chapter 2)
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.9
+        return model
+    copy = keras.models.clone_model(encoder)
+    copy.set_weights(encoder.get_weights())
+    inputs = keras.Input(shape=tuple(encoder.inputs[0].shape[1:]), name="image")
+    h = keras.layers.Dropout(dropout, name="dropout")(copy(inputs))
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(h), name="finetuned_encoder")
+
+
+def train_few_label_classifier(method: str, per_class: int, seed: int,
+                               verbose: bool = True) -> tuple[keras.Model, dict[str, list[float]]]:
+    """One of Chapter 7's trained methods (:data:`METHODS`) on one labelled draw: ``(classifier,
+    history)``, trained once and cached (:func:`uvbook.train.train_or_load`).
+
+    ``"supervised"`` and ``"finetune"`` train on the labelled images alone with
+    :func:`weak_augment` (``supervised_steps`` steps of Adam, cosine decay); ``"fixmatch"``
+    trains :class:`FixMatch` with :data:`FIXMATCH_CONFIG` for ``steps`` steps. Both start from
+    Chapter 6's SimCLR encoder, loaded or trained by
+    :func:`uvbook.models.contrastive.train_fashion_simclr`. ``verbose`` prints a line per
+    report with the held-out accuracy.
+
+    Raises:
+        ValueError: an unknown ``method``, or a ``per_class`` the classes cannot supply.
+    """
+    import tensorflow as tf
+
+    from uvbook.callbacks import resumable
+    from uvbook.train import train_or_load, weights_digest
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}; got {method!r}")
+    check_positive_int(per_class, "per_class")
+    sizes = semisup_sizes()
+    data = semisup_split(per_class, seed, sizes["n_train"], sizes["n_watch"])
+    encoder = None
+    key = {"method": method, "network": METHODS[method], "bn_momentum": 0.9, "per_class": per_class,
+           "seed": seed, "sizes": sizes,
+           "data": "fashion_mnist train: few_labels(per_class, seed) labelled, stratified n_watch watched, "
+                   "the rest unlabelled"}
+    if method != "supervised":
+        from uvbook.models.contrastive import train_fashion_simclr
+
+        encoder = train_fashion_simclr(verbose=False)[0].encoder
+        key["encoder"] = weights_digest(encoder)
+    if method == "fixmatch":
+        key["config"] = FIXMATCH_CONFIG
+    cfg = FIXMATCH_CONFIG
+    if method == "fixmatch":
+        steps, every = sizes["steps"], sizes["report_every"]
+    else:
+        steps, every = sizes["supervised_steps"], max(1, sizes["supervised_steps"] // 4)
+
+    def build() -> keras.Model:
+        classifier = build_few_label_classifier(encoder, cfg["head_dropout"], seed=seed)
+        rate = keras.optimizers.schedules.CosineDecay(cfg["learning_rate"], steps)
+        if method == "fixmatch":
+            model = FixMatch(classifier, threshold=cfg["threshold"], unlabelled_weight=cfg["unlabelled_weight"],
+                             shift=cfg["shift"], crop_scale=cfg["crop_scale"], jitter=cfg["jitter"],
+                             cutout=cfg["cutout"], seed=seed, name="fixmatch")
+            model.compile(optimizer=keras.optimizers.Adam(rate))
+            return model
+        classifier.compile(optimizer=keras.optimizers.Adam(rate), metrics=["accuracy"],
+                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return classifier
+
+    def fit(model: keras.Model, backup=None):
+        if method == "fixmatch":
+            batches = semisup_pipeline(data["x_l"], data["y_l"], data["x_u"], cfg["batch_size"], cfg["ratio"],
+                                       seed=seed, n_classes=10).repeat()
+        else:
+            gen = keras.random.SeedGenerator(seed)
+            batches = (tf.data.Dataset.from_tensor_slices((data["x_l"], data["y_l"]))
+                       .shuffle(len(data["y_l"]), seed=seed).repeat().batch(sizes["supervised_batch"])
+                       .map(lambda x, y: (weak_augment(x, gen, cfg["shift"]), y)))
+        watch = WatchAccuracy(data["x_watch"], data["y_watch"])
+        return model.fit(batches, epochs=steps // every, steps_per_epoch=every, verbose=2 if verbose else 0,
+                         callbacks=[watch, *resumable(backup)])
+
+    model, history = train_or_load(f"ch7_{method}_k{per_class}_s{seed}", build, fit, key, verbose=verbose)
+    return getattr(model, "classifier", model), history
