@@ -18,6 +18,7 @@ from uvbook.models.autoencoder import Autoencoder, chapter3_model, corrupt
 from uvbook.models.contrastive import build_simclr
 from uvbook.models.gan import (GAN, build_dcgan_discriminator, build_dcgan_generator, sample_noise,
                                train_fashion_dcgan, train_gan)
+from uvbook.models.semisup import FixMatch, fixmatch_loss, semisup_pipeline, train_few_label_classifier
 from uvbook.models.vae import binarize, build_vae
 
 GOOD = np.random.default_rng(0).random((4, 28, 28, 1)).astype(np.float32)
@@ -126,6 +127,21 @@ CASES = [
                  r"probability in \(0, 1\)", "got 1.5", id="collapse-threshold"),
     pytest.param(lambda t: _train_gan(t, collapse_patience=0), ValueError,
                  "collapse_patience must be a positive integer", "got 0", id="collapse-patience"),
+    # ---- semi-supervised learning (Chapter 7) -----------------------------------------------
+    pytest.param(lambda t: semisup_pipeline(GOOD, np.array([0, 1, 2, 10]), GOOD, n_classes=10), ValueError,
+                 r"classes in 0\.\.9", "values from 0 to 10", id="semisup-label-out-of-range"),
+    pytest.param(lambda t: semisup_pipeline(GOOD, np.array([0, 2, 2, 0]), GOOD), ValueError,
+                 r"every class 0\.\.2", r"none of \[1\]", id="semisup-class-missing"),
+    pytest.param(lambda t: semisup_pipeline(GOOD, np.array([0, 1, 0, 1]), np.zeros((4, 32, 32, 1), np.float32)),
+                 ValueError, "must have one shape", r"\(28, 28, 1\) and \(32, 32, 1\)", id="semisup-shapes"),
+    pytest.param(lambda t: fixmatch_loss(np.zeros((2, 3)), np.zeros((2, 3)), threshold=1.0), ValueError,
+                 "strictly between 0 and 1", "got 1.0", id="fixmatch-threshold"),
+    pytest.param(lambda t: FixMatch(keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                                                      keras.layers.Dense(2)]), threshold=0.0), ValueError,
+                 "strictly between 0 and 1", "got 0.0", id="fixmatch-model-threshold"),
+    pytest.param(lambda t: train_few_label_classifier("supervised", 100000, 0, verbose=False), ValueError,
+                 "per_class must be at most the size of the smallest class", "got 100000",
+                 id="semisup-recipe-too-many-labels"),
     # ---- unwritable cache folders (a path under a regular file: refused even for root) -----------
     pytest.param(lambda t: _train_or_load(t, folder=t / "file" / "sub"), OSError,
                  r"to a writable folder", r"cache folder \S*/file/sub cannot be created",
