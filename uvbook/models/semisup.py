@@ -14,6 +14,7 @@ makes such batches from arrays.
 from __future__ import annotations
 
 import math
+import time
 
 import keras
 import numpy as np
@@ -300,13 +301,9 @@ class WatchAccuracy(keras.callbacks.Callback):
         self.start = None
 
     def on_train_begin(self, logs=None):
-        import time
-
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
-
         net = getattr(self.model, "classifier", self.model)
         pred = np.concatenate([ops.convert_to_numpy(ops.argmax(net(self.x[i:i + self.batch_size],
                                                                        training=False), axis=-1))
