@@ -31,6 +31,15 @@ def _check_probability(value, name: str) -> float:
     return float(value)
 
 
+def predict_logits(classifier: keras.Model, x, batch_size: int = 1000) -> np.ndarray:
+    """The logits of ``classifier`` (no augmentation, inference mode) for images ``x``
+    (N, H, W, 1) in [0, 1], in batches, as a NumPy array; ``argmax(1)`` gives the classes."""
+    x = check_images(x, "x")
+    check_positive_int(batch_size, "batch_size")
+    return np.concatenate([ops.convert_to_numpy(classifier(x[i:i + batch_size], training=False))
+                           for i in range(0, len(x), batch_size)])
+
+
 # --------------------------------------------------------------------------- augmentations
 
 def weak_augment(images, seed=None, shift: int = 2, flip: bool = True):
@@ -186,10 +195,7 @@ class FixMatch(keras.Model):
 
     def predict_classes(self, x, batch_size: int = 1000) -> np.ndarray:
         """The predicted class of every image of ``x`` (N, 28, 28, 1) in [0, 1]."""
-        x = check_images(x, "x")
-        check_positive_int(batch_size, "batch_size")
-        return np.concatenate([ops.convert_to_numpy(ops.argmax(self.classifier(x[i:i + batch_size]), axis=-1))
-                               for i in range(0, len(x), batch_size)])
+        return predict_logits(self.classifier, x, batch_size).argmax(axis=1)
 
     def get_config(self):
         return {**super().get_config(), "classifier": keras.saving.serialize_keras_object(self.classifier),
@@ -305,9 +311,7 @@ class WatchAccuracy(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         net = getattr(self.model, "classifier", self.model)
-        pred = np.concatenate([ops.convert_to_numpy(ops.argmax(net(self.x[i:i + self.batch_size],
-                                                                       training=False), axis=-1))
-                               for i in range(0, len(self.x), self.batch_size)])
+        pred = predict_logits(net, self.x, self.batch_size).argmax(axis=1)
         if logs is not None:
             logs["watch_accuracy"] = float(np.mean(pred == self.y))
             logs["elapsed"] = time.perf_counter() - self.start
