@@ -5,6 +5,8 @@
 #   make book   execute every notebook in full mode and build the site into _build/html
 #   make test   unit tests, every notebook in quick mode (nbmake), the site built
 #               from those quick-mode outputs with warnings as errors, offline checks
+#   make publish  push the site of `make book` to the gh-pages branch of origin
+#               (builds first if needed; see tools/publish.py and the README)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -12,11 +14,18 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 QUICK  := _quick
 
-.PHONY: book test setup data browser clean clean-cache
+.PHONY: book test publish setup data browser clean clean-cache
 
+# _build/book-status.json says whether the last build finished, at which commit and with a
+# clean tree: `make publish` reads it.
 book: setup data
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@$(PY) tools/publish.py record started
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going || { $(PY) tools/publish.py record failed; exit 1; }
+	@$(PY) tools/publish.py record ok
 	@echo "The site is in _build/html (open _build/html/index.html)."
+
+publish: setup
+	$(PY) tools/publish.py
 
 # One pytest run. The notebooks are executed (quick mode) in a copy of the book under
 # $(QUICK) (not under _build: nbmake skips any path with a _build part), so that their
