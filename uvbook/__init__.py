@@ -1,14 +1,22 @@
 """uvbook: the companion package of *Unsupervised Learning for Image Recognition*.
 
-One concept a module; the chapters import from here rather than copying code:
+One concept a module; the chapters import from here rather than copying code. From the
+bottom up (a module imports only modules above it in this list, never below):
 
-* :mod:`uvbook.modes`    quick vs full mode, seeding, devices (Preface)
-* :mod:`uvbook.data`     datasets with verified content, subsets, ``tf.data`` (Chapter 1)
-* :mod:`uvbook.evaluate` clustering ACC/NMI, few-label linear probe, k-NN (Chapter 2)
-* :mod:`uvbook.plots`    image grids, loss curves, scatters (all chapters)
-* :mod:`uvbook.models`   the chapters' models (Chapter 2 onwards)
+* :mod:`uvbook.modes`, :mod:`uvbook.validate`, :mod:`uvbook._io`: quick vs full mode and
+  seeding; argument checks; atomic writes and file hashes
+* :mod:`uvbook.data`, :mod:`uvbook.layers`, :mod:`uvbook.plots`: datasets with verified
+  content; layers and network builders; image grids, curves, scatters
+* :mod:`uvbook.models`: one ``keras.Model`` subclass per idea (autoencoders, GANs, VAEs,
+  SimCLR, FixMatch) and the CNN classifier
+* :mod:`uvbook.evaluate`: the metrics and the evaluation protocol every chapter shares
+* :mod:`uvbook.callbacks`, :mod:`uvbook.train`: resume, guards and monitors; train-or-load
+* :mod:`uvbook.recipes`: every model the book trains, from one config each
+* :mod:`uvbook.represent`, :mod:`uvbook.results`: Chapter 6's representations; the
+  results record
 
-TensorFlow is imported only by the modules that need it, so ``import uvbook`` is fast.
+``tests/unit/test_package_layout.py`` checks this order. TensorFlow is imported only by
+the modules that need it, so ``import uvbook`` is fast.
 """
 
 import os as _os

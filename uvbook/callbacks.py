@@ -1,8 +1,6 @@
-"""Training guards: resume an interrupted run, stop a diverging one, report a collapsed GAN.
+"""Callbacks: resume an interrupted run, stop a diverging one, report a collapsed GAN; monitors; progress.
 
-uvbook's training helpers (``chapter3_model``, ``train_fashion_vae``, ``train_gan``,
-``train_fashion_dcgan``, ``train_fashion_simclr``, ``domain_classifier``) pass
-``resumable(backup)`` to ``fit``, where ``backup`` is the per-key folder that
+The recipes of :mod:`uvbook.recipes` pass ``resumable(backup)`` to ``fit``, where ``backup`` is the per-key folder that
 :func:`uvbook.train.train_or_load` hands to them:
 
 * :class:`EpochCheckpoint` saves, after every complete epoch, the model's variables
@@ -31,6 +29,13 @@ Files are written atomically (write, then rename), the record of a checkpoint (i
 ``.json``) last and with the SHA-256 of its arrays; a checkpoint whose arrays do not match
 their record, or do not fit the model, is skipped with a message, never loaded. Arrays are
 read with ``allow_pickle=False``.
+
+Monitors write what they measure into each epoch's logs, hence into the history that
+:func:`uvbook.train.train_or_load` caches: :class:`FrechetMonitor` (a GAN's sample
+quality), :class:`NeighbourMonitor` (a representation's k-NN accuracy),
+:class:`WatchAccuracy` (a classifier's held-out accuracy), :class:`SampleGrid` (a GAN's
+samples as a figure). :class:`EpochLog` prints one line an epoch: the progress a reader
+sees while a recipe trains.
 """
 
 from __future__ import annotations
@@ -40,15 +45,21 @@ import math
 import numbers
 import os
 import re
+import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import keras
+import matplotlib.pyplot as plt
 import numpy as np
 
-from uvbook.train import _atomic_write, _sha256
+from uvbook._io import atomic_write, sha256
+from uvbook.evaluate import leave_one_out_knn_accuracy
+from uvbook.models.semisup import predict_logits
+from uvbook.plots import image_grid
+from uvbook.validate import check_images, check_labels, check_positive_int
 
 CHECKPOINT_FORMAT = 1
 _EPOCH_FILE = re.compile(r"^epoch-(\d{4,})\.json$")
@@ -144,7 +155,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             one otherwise; ``iterators_per_epoch`` overrides that count. Not needed for NumPy
             arrays (Keras' array shuffle repeats the same order every epoch of a ``fit``).
         cumulative: history keys that count from the start of ``fit`` (``"elapsed"``, the
-            training time that :class:`uvbook.models.gan.FrechetMonitor` logs): after a
+            training time that :class:`uvbook.callbacks.FrechetMonitor` logs): after a
             resume the value restored for the last complete epoch is added to them.
         verbose: print a line when resuming or skipping an unusable checkpoint.
 
@@ -213,7 +224,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
         arrays_path = record.with_suffix(".npz")
-        actual = _sha256(arrays_path)
+        actual = sha256(arrays_path)
         if actual != meta["sha256"]:
             raise ValueError(f"{arrays_path} has SHA-256 {actual}, its record expects {meta['sha256']}")
         with np.load(arrays_path, allow_pickle=False) as npz:
@@ -285,10 +296,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
 
-        _atomic_write(arrays_path, write_arrays, suffix=".npz")
-        meta = {"format": CHECKPOINT_FORMAT, "epoch": done, "sha256": _sha256(arrays_path),
+        atomic_write(arrays_path, write_arrays, suffix=".npz")
+        meta = {"format": CHECKPOINT_FORMAT, "epoch": done, "sha256": sha256(arrays_path),
                 "optimizers": optimizers, "history": self.history}
-        _atomic_write(record, lambda tmp: tmp.write_text(json.dumps(meta), encoding="utf-8"), suffix=".json")
+        atomic_write(record, lambda tmp: tmp.write_text(json.dumps(meta), encoding="utf-8"), suffix=".json")
         self.last_saved_epoch = done
         for old_epoch, old_record in self.checkpoints():  # the new one is complete: drop the rest
             if old_epoch != done:
@@ -388,7 +399,7 @@ class CollapseGuard(keras.callbacks.Callback):
     :class:`GANCollapsed`. Either way the epoch logs (hence the history) get ``flag``
     (``"d_collapsed"``): 1.0 for an epoch during which the condition held, else 0.0.
     Meant for :class:`~uvbook.models.gan.GAN`, whose ``d_fake`` is a probability; a WGAN
-    critic's scores are not, so :func:`uvbook.models.gan.train_gan` does not add it there.
+    critic's scores are not, so :func:`uvbook.recipes.train_gan` does not add it there.
     """
 
     ACTIONS = ("warn", "raise")
@@ -458,3 +469,173 @@ def resumable(folder=None, data=None) -> list[keras.callbacks.Callback]:
     checkpoint = EpochCheckpoint(folder, data=data)
     return [DivergenceGuard(checkpoint), checkpoint]
 
+
+# --------------------------------------------------------------------------- monitors
+# Callbacks that measure while a model trains; they write into the epoch's logs, hence the history.
+
+class SampleGrid(keras.callbacks.Callback):
+    """Draw the generator's images for fixed noise every ``every`` epochs, and keep them.
+
+    The same noise at every epoch shows how each sample evolves. ``snapshots`` holds
+    ``(epoch, images in [0, 1])`` pairs; ``show=False`` only records them.
+    """
+
+    def __init__(self, noise, every: int = 1, ncols: int = 10, show: bool = True, size: float = 0.8):
+        super().__init__()
+        self.noise = np.asarray(noise, dtype=np.float32)
+        if self.noise.ndim != 2:
+            raise ValueError(f"noise must have shape (n, latent_dim); got {self.noise.shape}")
+        self.every = check_positive_int(every, "every")
+        self.ncols = check_positive_int(ncols, "ncols")
+        self.show = show
+        self.size = size
+        self.snapshots: list[tuple[int, np.ndarray]] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        images = self.model.generate_from(self.noise)
+        self.snapshots.append((epoch + 1, images))
+        if self.show:
+
+
+            image_grid(images, ncols=self.ncols, size=self.size,
+                       suptitle=f"epoch {epoch + 1}: the same noise every epoch")
+            plt.show()
+
+
+class FrechetMonitor(keras.callbacks.Callback):
+    """Add ``logs["elapsed"]`` (training seconds so far, not counting this monitor) and, when given, ``logs["frechet"]``.
+
+    ``frechet`` is ``distance(images)`` for ``n`` images generated from fixed noise every
+    ``every`` epochs (``nan`` on the others); pass e.g.
+    ``lambda x: uvbook.evaluate.domain_frechet_distance(classifier, x, real)``. Both keys
+    land in the ``History`` (it runs after user callbacks), hence in ``train_or_load``'s cache.
+    """
+
+    def __init__(self, distance: Callable[[np.ndarray], float] | None = None, n: int = 1000,
+                 every: int = 1, seed: int = 1):
+        super().__init__()
+        self.distance = distance
+        self.n = check_positive_int(n, "n")
+        self.every = check_positive_int(every, "every")
+        self.seed = seed
+        self._start = 0.0
+        self._spent = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start, self._spent = time.perf_counter(), 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        now = time.perf_counter()
+        logs["elapsed"] = now - self._start - self._spent  # training time, without this monitor's own
+        if self.distance is not None:
+            if (epoch + 1) % self.every == 0:
+                logs["frechet"] = float(self.distance(self.model.generate(self.n, seed=self.seed)))
+            else:
+                logs["frechet"] = float("nan")
+        self._spent += time.perf_counter() - now
+
+
+class NeighbourMonitor(keras.callbacks.Callback):
+    """After every ``every`` epochs, how well the model's representation recognises held-out images.
+
+    The model must have an ``encode(images)`` method (:class:`uvbook.models.contrastive.SimCLR`
+    has). Each image of ``images`` is classified by the majority label of its ``k`` nearest
+    neighbours among the *other* monitored images (leave-one-out, Euclidean distance on the
+    representation scaled to unit length), and the accuracy is written to the epoch's logs
+    as ``name`` (NaN on the epochs in between), so that it lands in the training history,
+    together with ``logs["elapsed"]``: the training seconds so far, not counting the
+    monitor's own (the x-axis of a quality-against-time curve). The labels are used for this
+    report only: nothing of it reaches the loss. Pass images that training does not see.
+    """
+
+    def __init__(self, images, labels, k: int = 5, every: int = 1, name: str = "knn_accuracy"):
+        super().__init__()
+        self.labels = check_labels(labels, "labels")
+        self.images = check_images(images, "images")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"labels must have one label per image ({len(self.images)}); got {len(self.labels)}")
+        self.k = check_positive_int(k, "k")
+        if self.k >= len(self.labels):
+            raise ValueError(f"k must be smaller than the number of monitored images ({len(self.labels)}); got {k}")
+        self.every = check_positive_int(every, "every")
+        self.name = name
+        self._start = self._spent = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start, self._spent = time.perf_counter(), 0.0
+
+    def accuracy(self) -> float:
+        """The leave-one-out k-NN accuracy of the model's current representation."""
+        return leave_one_out_knn_accuracy(self.model.encode(self.images), self.labels, k=self.k, unit=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        now = time.perf_counter()
+        logs["elapsed"] = now - self._start - self._spent
+        due = (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs")
+        logs[self.name] = self.accuracy() if due else float("nan")   # NaN keeps the history aligned
+        self._spent += time.perf_counter() - now
+
+
+class WatchAccuracy(keras.callbacks.Callback):
+    """After every epoch, the accuracy of the model's classifier on held-out labelled images, and the
+    training seconds so far (``watch_accuracy`` and ``elapsed`` in the logs and the history)."""
+
+    def __init__(self, x, y, batch_size: int = 1000):
+        super().__init__()
+        self.x = check_images(x, "x")
+        self.y = check_labels(y, "y", length=len(self.x))
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.start = None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        net = getattr(self.model, "classifier", self.model)
+        pred = predict_logits(net, self.x, self.batch_size).argmax(axis=1)
+        if logs is not None:
+            logs["watch_accuracy"] = float(np.mean(pred == self.y))
+            logs["elapsed"] = time.perf_counter() - self.start
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One line an epoch: the epoch, every logged number, the seconds spent and an estimate of those left.
+
+    The recipes of :mod:`uvbook.recipes` train with Keras' own output off and this on (when
+    ``verbose``), so that a reader running a chapter in Jupyter sees each model progress,
+    and the built site keeps a few lines rather than hundreds of progress bars::
+
+        fashion_vae  epoch 3/8  loss 251.2  kl 24.71  val_loss 254.9  |  41 s spent, about 68 s left
+
+    The estimate assumes the remaining epochs take as long as the mean of those done.
+    Keys whose value is NaN this epoch (a monitor that reports every few epochs) are left out.
+    """
+
+    def __init__(self, name: str, print_fn: Callable[[str], None] = print):
+        super().__init__()
+        self.name = name
+        self.print_fn = print_fn
+        self._start = 0.0
+        self._first_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self._first_epoch = -1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._first_epoch < 0:
+            self._first_epoch = epoch  # a resumed run starts at a later epoch
+        done = epoch + 1 - self._first_epoch
+        total = self.params.get("epochs") or epoch + 1
+        spent = time.perf_counter() - self._start
+        left = spent / done * (total - epoch - 1)
+        numbers = "  ".join(f"{k} {float(v):.4g}" for k, v in (logs or {}).items()
+                            if k != "elapsed" and _finite(v))
+        self.print_fn(f"{self.name}  epoch {epoch + 1}/{total}  {numbers}  |  "
+                      f"{spent:.0f} s spent, about {left:.0f} s left")

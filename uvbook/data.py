@@ -38,7 +38,7 @@ FASHION_MNIST_CLASSES = (
 )
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 
-# SHA-256 of the *decompressed* IDX files (DESIGN.md, "Data").
+# SHA-256 of the *decompressed* IDX files of the original distribution (gzip differs between mirrors).
 FASHION_MNIST_FILES = {
     ("train", "images"): ("train-images-idx3-ubyte",
                           "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),

@@ -6,7 +6,8 @@
 * k-NN accuracy with all labels;
 * (Chapter 3) reconstruction error per pixel, PSNR, retrieval precision@k by class,
   and the ROC AUC of an anomaly score;
-* (Chapter 7) label spreading on a k-nearest-neighbour graph.
+* (Chapter 7) label spreading on a k-nearest-neighbour graph;
+* :func:`protocol`: all of the above that Chapters 2, 6 and 8 report, on one representation.
 
 A representation is any (examples, features) matrix; images are flattened.
 """
@@ -14,6 +15,7 @@ A representation is any (examples, features) matrix; images are flattened.
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +23,7 @@ from scipy.optimize import linear_sum_assignment
 from threadpoolctl import threadpool_limits
 
 from uvbook.data import few_labels
-from uvbook.validate import check_features, check_labels, check_positive_int
+from uvbook.validate import check_features, check_images, check_labels, check_number, check_positive_int
 
 
 def _one_blas_thread(func):
@@ -33,11 +35,7 @@ def _one_blas_thread(func):
     to 30 times slower (measured: three few-label probes on 2,000 images took 18-33 s
     with the default threads and 0.6-1.9 s with one).
     """
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        with threadpool_limits(limits=1):
-            return func(*args, **kwargs)
-    return wrapper
+    return functools.wraps(func)(threadpool_limits.wrap(limits=1)(func))
 
 
 def cluster_accuracy(y_true, y_pred) -> float:
@@ -458,8 +456,7 @@ def spread_labels(graph: NeighbourGraph, labels, alpha: float = 0.8, iterations:
     if y.min() < -1 or not np.any(y >= 0):
         raise ValueError(f"labels must be -1 (unlabelled) or a class >= 0, with at least one labelled "
                          f"example; got values from {y.min()} to {y.max()}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be a number strictly between 0 and 1; got {alpha!r}")
+    check_number(alpha, "alpha", 0.0, 1.0, lo_open=True, hi_open=True)
     check_positive_int(iterations, "iterations")
     k = int(y.max()) + 1 if n_classes is None else check_positive_int(n_classes, "n_classes")
     if y.max() >= k:
@@ -493,136 +490,13 @@ def graph_predict(graph: NeighbourGraph, scores, features=None, links=None) -> n
 # Inception-v3, so the numbers are *not* comparable with published FID values.
 # --------------------------------------------------------------------------------------
 
-DOMAIN_CLASSIFIER_NAME = "fashion_mnist_domain_classifier"
 
-
-def fashion_cnn_sizes() -> dict:
-    """Training sizes of :func:`train_fashion_cnn` in the current mode (Chapter 2).
-
-    Full mode: all 60,000 training images, 5,000 of them held out as a stratified
-    validation split, 3 epochs (0.917 test accuracy in the book's full build). Quick
-    mode: a 6,000-image subset with 600 held out, 2 epochs.
-    """
-    from uvbook.modes import by_mode
-
-    return {"n_train": by_mode(quick=6000, full=None), "n_val": by_mode(quick=600, full=5000),
-            "epochs": by_mode(quick=2, full=3), "batch_size": 128, "adam_lr": 1e-3,
-            "bn_momentum": 0.9, "seed": 0}
-
-
-def fashion_cnn_split(n_train: int | None, n_val: int):
-    """``(x_fit, y_fit, x_val, y_val)``: Fashion-MNIST's training set (or its stratified
-    ``n_train`` subset), minus a stratified validation split of ``n_val`` images drawn
-    with seed 0. Chapter 2 shows this split; :func:`train_fashion_cnn` trains on it.
-    """
-    from uvbook.data import load_dataset, stratified_subset
-
-    if n_train is not None:
-        check_positive_int(n_train, "n_train")
-    check_positive_int(n_val, "n_val")
-    x, y = load_dataset("fashion_mnist", "train", n=n_train)
-    if n_val >= len(y):
-        raise ValueError(f"n_val must be smaller than the {len(y)} training images; got {n_val}")
-    is_val = np.zeros(len(y), dtype=bool)
-    is_val[stratified_subset(y, n_val, seed=0)] = True
-    return x[~is_val], y[~is_val], x[is_val], y[is_val]
-
-
-def build_fashion_cnn(bn_momentum: float = 0.9, seed: int = 0):
-    """The untrained Chapter-2 CNN (:func:`uvbook.models.classifier.build_cnn_classifier`) with its
-    batch-normalisation momentum set to ``bn_momentum`` (see Chapter 2, "Batch
-    normalisation in short runs")."""
-    import keras
-
-    from uvbook.models.classifier import build_cnn_classifier
-    from uvbook.modes import set_seed
-
-    if not 0.0 <= bn_momentum < 1.0:
-        raise ValueError(f"bn_momentum must be in [0, 1); got {bn_momentum!r}")
-    set_seed(seed)
-    model = build_cnn_classifier(num_classes=10)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = bn_momentum
-    return model
-
-
-def train_fashion_cnn(n_train: int | None | str = "auto", n_val: int | str = "auto",
-                      epochs: int | None = None, batch_size: int = 128, folder=None,
-                      verbose: bool = True):
-    """Chapter 2's supervised CNN, trained once and cached: returns ``(model, history)``.
-
-    :func:`build_fashion_cnn` trained on :func:`fashion_cnn_split` with Adam (learning
-    rate 1e-3 decayed to 0 along a cosine), the validation split evaluated after every
-    epoch (``history`` has ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``).
-    Trained through :func:`uvbook.train.train_or_load`, so Chapter 2 trains it and
-    Chapters 4 and 6 load the same weights as :func:`domain_classifier`; a missing or
-    corrupt cache entry is retrained. ``"auto"`` sizes come from :func:`fashion_cnn_sizes`;
-    with an explicit ``n_train`` the default ``n_val`` is a tenth of it.
-    """
-    import keras
-
-    from uvbook.data import make_pipeline
-    from uvbook.train import train_or_load
-
-    sizes = fashion_cnn_sizes()
-    auto_train = isinstance(n_train, str) and n_train == "auto"
-    if auto_train:
-        n_train = sizes["n_train"]
-    elif n_train is not None:
-        check_positive_int(n_train, "n_train")
-    if isinstance(n_val, str) and n_val == "auto":
-        n_val = sizes["n_val"] if auto_train else max(10, (n_train or 60000) // 10)
-    check_positive_int(n_val, "n_val")
-    epochs = sizes["epochs"] if epochs is None else epochs
-    check_positive_int(epochs, "epochs")
-    check_positive_int(batch_size, "batch_size")
-    lr, momentum, seed = sizes["adam_lr"], sizes["bn_momentum"], sizes["seed"]
-
-    def build():
-        return build_fashion_cnn(momentum, seed=seed)
-
-    def train(model, backup=None):
-        from uvbook.callbacks import resumable  # checkpoint every epoch, resume, stop on NaN
-
-        x_fit, y_fit, x_val, y_val = fashion_cnn_split(n_train, n_val)
-        steps = epochs * int(np.ceil(len(x_fit) / batch_size))
-        model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps)),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        data = make_pipeline(x_fit, y_fit, batch_size=batch_size, seed=seed)
-        val = make_pipeline(x_val, y_val, batch_size=batch_size, shuffle=False)
-        return model.fit(data, validation_data=val, epochs=epochs, shuffle=False,
-                         verbose=2 if verbose else 0, callbacks=resumable(backup, data=data))
-
-    key = {"model": "build_cnn_classifier(num_classes=10)", "data": "fashion_mnist/train",
-           "n_train": n_train, "n_val": n_val, "split_seed": 0, "epochs": epochs,
-           "batch_size": batch_size, "adam_lr": lr, "schedule": "cosine", "bn_momentum": momentum,
-           "seed": seed}
-    return train_or_load(DOMAIN_CLASSIFIER_NAME, build, train, key, folder=folder, verbose=verbose)
-
-
-def domain_classifier(n_train: int | None | str = "auto", epochs: int | None = None, batch_size: int = 128,
-                      folder=None, verbose: bool = True):
-    """The Chapter-2 CNN of :func:`train_fashion_cnn` (trained once, cached as a ``.keras`` file).
-
-    Every chapter calling ``domain_classifier()`` gets the network Chapter 2 trained, with
-    the mode's sizes (:func:`fashion_cnn_sizes`). Its penultimate ``"features"`` layer
-    (128 ReLU units) is the feature space of :func:`domain_frechet_distance`; its
-    predictions give :func:`class_coverage`.
-    """
-    model, _ = train_fashion_cnn(n_train=n_train, epochs=epochs, batch_size=batch_size,
-                                 folder=folder, verbose=verbose)
-    return model
-
-
-_FEATURE_MODELS: dict[int, object] = {}
+_FEATURE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # classifier -> its feature extractor
 
 
 def domain_features(classifier, images, batch_size: int = 500) -> np.ndarray:
     """The classifier's ``"features"`` activations for images in [0, 1], as an (N, 128) float64 array."""
-    import keras
-
-    from uvbook.validate import check_images
+    import keras  # here: the metrics above do not need TensorFlow
 
     images = check_images(images, "images")
     check_positive_int(batch_size, "batch_size")
@@ -631,10 +505,10 @@ def domain_features(classifier, images, batch_size: int = 500) -> np.ndarray:
     except (AttributeError, ValueError) as err:
         raise ValueError("classifier must be a keras.Model with a layer named 'features' (see "
                          f"uvbook.models.build_cnn_classifier); got {type(classifier).__name__}") from err
-    extractor = _FEATURE_MODELS.get(id(classifier))
+    extractor = _FEATURE_MODELS.get(classifier)
     if extractor is None or extractor.inputs[0] is not classifier.inputs[0]:
         extractor = keras.Model(classifier.inputs[0], layer.output)
-        _FEATURE_MODELS[id(classifier)] = extractor
+        _FEATURE_MODELS[classifier] = extractor
     return extractor.predict(images, batch_size=batch_size, verbose=0).astype(np.float64)
 
 
@@ -693,7 +567,7 @@ def domain_frechet_distance(classifier, images_a, images_b) -> float:
     """Fréchet distance on the domain classifier's features between two image sets in [0, 1].
 
     Like FID (Heusel et al. 2017) but on the Fashion-MNIST classifier of
-    :func:`domain_classifier` instead of Inception-v3: comparable across this book's
+    :func:`uvbook.recipes.domain_classifier` instead of Inception-v3: comparable across this book's
     models, not with published FID numbers. It is biased upwards for small sets, so
     compare sets of the same size (``images_b`` may also be precomputed features).
     """
@@ -725,7 +599,6 @@ def class_coverage(classifier, images, min_share: float = 0.01, batch_size: int 
     histogram, log2(10) = 3.32 bits for a uniform mix, 0 for a single class. A collapsed
     generator scores low on both.
     """
-    from uvbook.validate import check_images
 
     images = check_images(images, "images")
     if not 0.0 <= min_share < 1.0:
@@ -744,7 +617,7 @@ def class_coverage(classifier, images, min_share: float = 0.01, batch_size: int 
 # Reconstruction, retrieval and anomaly detection (Chapter 3, "What the codes are good for")
 # --------------------------------------------------------------------------------------
 
-def _check_pair(x, x_hat) -> tuple[np.ndarray, np.ndarray]:
+def _check_same_shape(x, x_hat) -> tuple[np.ndarray, np.ndarray]:
     """Two finite real arrays of the same shape, at least one example, as float64."""
     x, x_hat = np.asarray(x), np.asarray(x_hat)
     for name, a in (("x", x), ("x_hat", x_hat)):
@@ -765,7 +638,7 @@ def reconstruction_mse(x, x_hat, per_image: bool = False):
     With ``per_image`` the (N,) array of each image's mean over its pixels (an anomaly
     score); otherwise their mean, a float (the chapter's "MSE per pixel").
     """
-    x, x_hat = _check_pair(x, x_hat)
+    x, x_hat = _check_same_shape(x, x_hat)
     err = np.square(x - x_hat).reshape(len(x), -1).mean(axis=1)
     return err if per_image else float(err.mean())
 
@@ -853,3 +726,55 @@ def anomaly_auc(normal_scores, anomalous_scores) -> float:
         arrays.append(s.astype(np.float64))
     y = np.concatenate([np.zeros(len(arrays[0])), np.ones(len(arrays[1]))])
     return float(roc_auc_score(y, np.concatenate(arrays)))
+
+
+# --------------------------------------------------------------------------------------
+# The protocol: every number Chapters 2, 6 and 8 report about one representation.
+# --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProtocolScores:
+    """What :func:`protocol` measured on one representation; :meth:`row` is its line of a table."""
+
+    probes: dict[int, ProbeResult]
+    knn: float
+    knn_k: int
+    kmeans: dict[str, float]
+    retrieval: float | None = None
+    retrieval_k: int | None = None
+
+    def row(self) -> dict[str, float]:
+        """``{"probe 1": ..., "probe 10": ..., "5-NN": ..., "k-means ACC": ..., "k-means NMI": ...,
+        "P@10": ...}`` (the probes' means; ``P@k`` only when retrieval was measured)."""
+        row = {f"probe {k}": p.mean for k, p in self.probes.items()}
+        row[f"{self.knn_k}-NN"] = self.knn
+        row["k-means ACC"], row["k-means NMI"] = self.kmeans["acc"], self.kmeans["nmi"]
+        if self.retrieval is not None:
+            row[f"P@{self.retrieval_k}"] = self.retrieval
+        return row
+
+
+def protocol(train_x, train_y, test_x, test_y, per_class=(1, 10, 100), seeds=(0, 1, 2, 3, 4),
+             C: float | str = 1.0, tol: float = 1e-4, knn_k: int = 5, kmeans_n_init: int = 10,
+             retrieval_k: int | None = None) -> ProtocolScores:
+    """The book's evaluation protocol (Chapter 2, "How we measure") on one representation.
+
+    * the few-label linear probe (:func:`linear_probe`) with each of ``per_class`` labels a
+      class, over ``seeds`` draws, with penalty ``C`` (a number, or ``"cv"`` to tune it without
+      test labels) and solver tolerance ``tol``;
+    * the k-NN accuracy with every training label (:func:`knn_accuracy`, ``knn_k`` neighbours);
+    * k-means with 10 clusters on the test set (:func:`kmeans_scores`, ``kmeans_n_init`` restarts, seed 0);
+    * when ``retrieval_k`` is given, the precision@k of retrieval within the test set
+      (:func:`retrieval_precision_at_k`).
+
+    ``train_x``/``test_x`` are (examples, features) matrices of the representation.
+    """
+    per_class = tuple(per_class)
+    if not per_class:
+        raise ValueError("per_class must name at least one number of labels a class; got ()")
+    probes = {k: linear_probe(train_x, train_y, test_x, test_y, per_class=k, seeds=seeds, C=C, tol=tol)
+              for k in per_class}
+    knn = knn_accuracy(train_x, train_y, test_x, test_y, k=knn_k)
+    km = kmeans_scores(test_x, test_y, n_clusters=10, seed=0, n_init=kmeans_n_init)
+    retrieval = None if retrieval_k is None else retrieval_precision_at_k(test_x, test_y, k=retrieval_k)
+    return ProtocolScores(probes, knn, knn_k, km, retrieval, retrieval_k)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from uvbook.validate import check_positive_int
@@ -164,3 +165,25 @@ def build_conv_decoder(code_dim: int, filters: Sequence[int] = (64, 32), activat
         x = layers.Activation(activation, name=f"act{i}")(x)
     x = layers.Conv2D(1, 3, padding="same", name="to_pixels")(x)
     return keras.Model(inputs, _output_layer(x, output_activation), name=name)
+
+
+# --------------------------------------------------------------------------------------
+# Several devices (appendix "Scaling out with tf.distribute").
+# --------------------------------------------------------------------------------------
+
+def num_replicas() -> int:
+    """How many replicas the current ``tf.distribute`` strategy runs (1 outside any strategy)."""
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def replica_scaled(loss):
+    """``loss / num_replicas()``: the per-replica loss a custom ``train_step`` should differentiate.
+
+    Under ``tf.distribute.MirroredStrategy`` every replica computes its loss as a mean over
+    its own share of the global batch, and Keras *sums* the replicas' gradients; dividing
+    each replica's loss by the number of replicas makes that sum the gradient of the mean
+    over the global batch, as on one device (Keras' built-in losses do the same). Report
+    the unscaled loss in metrics. Outside a strategy it returns ``loss`` unchanged.
+    """
+    n = num_replicas()
+    return loss if n == 1 else loss / n

@@ -9,7 +9,6 @@ CI and ``make test`` set it, ``make book`` and a reader's Jupyter do not.
 from __future__ import annotations
 
 import os
-import random
 from typing import TypeVar
 
 import numpy as np
@@ -60,9 +59,7 @@ def set_seed(seed: int = 0) -> None:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     import keras  # imported here: TensorFlow takes seconds to import
 
-    random.seed(int(seed))
-    np.random.seed(int(seed))
-    keras.utils.set_random_seed(int(seed))
+    keras.utils.set_random_seed(int(seed))  # seeds Python's random, NumPy and the backend
 
 
 def setup_devices(verbose: bool = True) -> list[str]:

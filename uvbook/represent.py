@@ -24,12 +24,16 @@ name                d      the representation
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from uvbook.data import load_dataset
+from uvbook.modes import by_mode, mode_name
+from uvbook.recipes import chapter3_model, domain_classifier, train_fashion_dcgan, train_fashion_simclr, train_fashion_vae
 from uvbook.validate import check_images, check_positive_int
 
 #: Training images the PCA is fitted on, by mode (None means all 60,000); labels are never used.
@@ -102,9 +106,6 @@ class PCAProjection:
 
 
 def _fit_pca(verbose: bool) -> PCAProjection:
-    from uvbook.data import load_dataset
-    from uvbook.modes import by_mode
-
     n = by_mode(**PCA_TRAINING["n_train"])
     x, _ = load_dataset(PCA_TRAINING["dataset"], "train", n=n, seed=PCA_TRAINING["seed"])
     projection = PCAProjection(x, 32)
@@ -116,27 +117,21 @@ def _fit_pca(verbose: bool) -> PCAProjection:
 
 def _loaders() -> dict[str, Callable[[bool], Any]]:
     def conv_ae(verbose):
-        from uvbook.models.autoencoder import chapter3_model
         return chapter3_model("conv_ae_32", verbose=verbose)[0]
 
     def denoising_ae(verbose):
-        from uvbook.models.autoencoder import chapter3_model
         return chapter3_model("denoising_ae_32", verbose=verbose)[0]
 
     def vae(verbose):
-        from uvbook.models.vae import train_fashion_vae
         return train_fashion_vae(verbose=verbose)[0]
 
     def dcgan(verbose):
-        from uvbook.models.gan import train_fashion_dcgan
         return train_fashion_dcgan(verbose=verbose)[0]
 
     def simclr(verbose):
-        from uvbook.models.contrastive import train_fashion_simclr
         return train_fashion_simclr(verbose=verbose)[0]
 
     def cnn(verbose):
-        from uvbook.evaluate import domain_classifier
         return domain_classifier(verbose=verbose)
 
     return {"pixels": lambda verbose: None, "pca32": _fit_pca, "conv_ae": conv_ae,
@@ -148,10 +143,8 @@ def load_model(name: str, verbose: bool = True):
 
     ``None`` for ``pixels``; a :class:`PCAProjection` for ``pca32``; otherwise the Keras
     model returned by the chapter's train-or-load function (an ``Autoencoder``, ``VAE``,
-    ``GAN``, ``SimCLR``, or the supervised CNN of :func:`uvbook.evaluate.domain_classifier`).
+    ``GAN``, ``SimCLR``, or the supervised CNN of :func:`uvbook.recipes.domain_classifier`).
     """
-    from uvbook.modes import mode_name
-
     _check_name(name)
     key = (name, mode_name())
     if key not in _MODELS:
@@ -166,17 +159,17 @@ def _batched(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch_size: int) ->
                            for i in range(0, len(x), batch_size)])
 
 
-_EXTRACTORS: dict[int, Any] = {}
+_EXTRACTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its layer's extractor
 
 
 def _layer_model(model, layer: str):
     """A Keras model from ``model``'s input to its layer ``layer``'s output (built once per model)."""
     import keras
 
-    extractor = _EXTRACTORS.get(id(model))
+    extractor = _EXTRACTORS.get(model)
     if extractor is None or extractor.inputs[0] is not model.inputs[0]:
         extractor = keras.Model(model.inputs[0], model.get_layer(layer).output)
-        _EXTRACTORS[id(model)] = extractor
+        _EXTRACTORS[model] = extractor
     return extractor
 
 

@@ -44,10 +44,12 @@ import os
 import platform
 import re
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from uvbook._io import atomic_write
+from uvbook.modes import mode_name
 
 MODES = ("quick", "full")
 RESULTS_DIR_ENV = "UVBOOK_RESULTS_DIR"
@@ -129,8 +131,6 @@ def check_value(value: Any, name: str = "value") -> float:
 def check_mode(mode: str | None) -> str:
     """``mode``, or the current mode when None; must be ``"quick"`` or ``"full"``."""
     if mode is None:
-        from uvbook.modes import mode_name
-
         return mode_name()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES} (or None for the current mode); got {mode!r}")
@@ -259,39 +259,39 @@ def _update(mode: str | None, values: Mapping[str, float], notes: Mapping[str, s
         data[META_KEY] = meta
         ordered = {k: data[k] for k in sorted(data) if k != META_KEY}
         ordered[META_KEY] = data[META_KEY]
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(ordered, f, indent=1, sort_keys=False)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(ordered, f, indent=1)
                 f.write("\n")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+
+        atomic_write(path, write, suffix=".tmp")
     return path
 
 
-def record(key: str, value: float, reference: str | None = None) -> Path:
-    """Write one number into the current mode's record under ``key``; returns the file's path.
+def record(key: str, value: float, reference: str | None = None, mode: str | None = None) -> Path:
+    """Write one number into the record of ``mode`` (default: the current mode) under ``key``; returns the file's path.
 
     Args:
         key: a dotted lowercase identifier, chapter first, e.g. ``"ch3.conv_ae.code32.test_mse"``.
         value: a finite real number (a Python or NumPy scalar).
         reference: an optional short note on what the number is measured on, kept in
             ``_meta["notes"]`` and shown by :func:`table`, e.g. ``"10,000 test images"``.
+        mode: ``"quick"`` or ``"full"``; None records into the current mode's file.
 
     A key recorded again is overwritten; every other key is kept.
 
     Raises:
-        ValueError: a malformed key, a value that is not a finite real number, or a
-            ``reference`` that is not a string.
+        ValueError: a malformed key, a value that is not a finite real number, a
+            ``reference`` that is not a string, or an unknown ``mode``.
     """
+    mode = check_mode(mode)
     key = check_key(key)
     value = check_value(value)
     if reference is not None and not isinstance(reference, str):
         raise ValueError(f"reference must be a string or None; got {type(reference).__name__}")
     # A value recorded again without a reference loses the old note, which described the old value.
-    return _update(None, {key: value}, notes={key: reference or None})
+    return _update(mode, {key: value}, notes={key: reference or None})
 
 
 _GLUE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
@@ -401,7 +401,6 @@ def record_run(chapter: str, seconds: float, cpu_seconds: float | None = None) -
         if v < 0:
             raise ValueError(f"{name} must be a number of seconds >= 0; got {v!r}")
         values[f"{chapter}.{suffix}"] = v
-    from uvbook.modes import mode_name
 
     run = {"when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "mode": mode_name(), **{k.split(".", 1)[1]: v for k, v in values.items()}, **hardware()}

@@ -24,7 +24,6 @@ import inspect
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,6 +32,8 @@ from typing import Any
 import keras
 
 from uvbook import __version__
+from uvbook._io import atomic_write, sha256
+from uvbook.callbacks import TrainingDiverged, non_finite_variables
 from uvbook.modes import mode_name
 
 
@@ -89,27 +90,6 @@ def weights_digest(model: keras.Model) -> str:
     return digest.hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None], suffix: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as f:  # on disk before the rename makes it visible
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _takes_backup(train: Callable) -> bool:
     """Whether ``train`` has a parameter named ``backup`` (for its backup folder), e.g. ``train(model, backup)``."""
     try:
@@ -158,7 +138,7 @@ def train_or_load(name: str, build: Callable[[], keras.Model],
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             if meta.get("digest") != digest:
                 raise ValueError(f"{meta_path} records key digest {meta.get('digest')!r}, expected {digest}")
-            actual = _sha256(model_path)
+            actual = sha256(model_path)
             if meta.get("sha256") != actual:
                 raise ValueError(f"its SHA-256 is {actual}, but {meta_path} expects {meta.get('sha256')}")
             model = keras.models.load_model(model_path, safe_mode=True)
@@ -174,43 +154,17 @@ def train_or_load(name: str, build: Callable[[], keras.Model],
     seconds = time.perf_counter() - start
     history = getattr(result, "history", result) or {}
     history = {k: [float(v) for v in vals] for k, vals in dict(history).items()}
-    from uvbook.callbacks import TrainingDiverged, non_finite_variables
-
     bad = non_finite_variables(model)
     if bad:
         raise TrainingDiverged(f"uvbook: {name} was trained to non-finite weights ({', '.join(bad[:3])}); "
                                "not caching it. The likely cause is a learning rate too high.")
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(model_path, lambda tmp: model.save(tmp), suffix=".keras")
+    atomic_write(model_path, lambda tmp: model.save(tmp), suffix=".keras")
     meta = {"name": name, "digest": digest, "key": json.loads(json.dumps(dict(key), default=str)),
-            "mode": mode_name(), "seconds": seconds, "history": history, "sha256": _sha256(model_path)}
-    _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8"),
+            "mode": mode_name(), "seconds": seconds, "history": history, "sha256": sha256(model_path)}
+    atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8"),
                   suffix=".json")
     shutil.rmtree(backup, ignore_errors=True)  # the run is cached: its checkpoints are not needed
     if verbose:
         print(f"uvbook: trained {name} in {seconds:.0f} s; cached at {model_path}")
     return model, history
-
-
-# --------------------------------------------------------------------------------------
-# Several devices (appendix "Scaling out with tf.distribute").
-# --------------------------------------------------------------------------------------
-
-def num_replicas() -> int:
-    """How many replicas the current ``tf.distribute`` strategy runs (1 outside any strategy)."""
-    import tensorflow as tf
-
-    return int(tf.distribute.get_strategy().num_replicas_in_sync)
-
-
-def replica_scaled(loss):
-    """``loss / num_replicas()``: the per-replica loss a custom ``train_step`` should differentiate.
-
-    Under ``tf.distribute.MirroredStrategy`` every replica computes its loss as a mean over
-    its own share of the global batch, and Keras *sums* the replicas' gradients; dividing
-    each replica's loss by the number of replicas makes that sum the gradient of the mean
-    over the global batch, as on one device (Keras' built-in losses do the same). Report
-    the unscaled loss in metrics. Outside a strategy it returns ``loss`` unchanged.
-    """
-    n = num_replicas()
-    return loss if n == 1 else loss / n

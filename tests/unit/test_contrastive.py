@@ -7,8 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from uvbook.models.contrastive import (SimCLR, augment, build_projection_head,  # noqa: E402
-                                       NeighbourMonitor, build_simclr, nt_xent_loss)
+from uvbook.callbacks import NeighbourMonitor
+from uvbook.models.contrastive import SimCLR, augment, build_projection_head, build_simclr, nt_xent_loss
 
 
 def nt_xent_reference(z1: np.ndarray, z2: np.ndarray, tau: float) -> float:

@@ -26,7 +26,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras
 from uvbook.models.autoencoder import Autoencoder
 from uvbook.modes import set_seed
-from uvbook.train import num_replicas, replica_scaled
+from uvbook.layers import num_replicas, replica_scaled
 
 devices = [d.name for d in tf.config.list_logical_devices("CPU")]
 

@@ -11,10 +11,11 @@ import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 from scipy.linalg import sqrtm  # noqa: E402
 
-from uvbook import evaluate  # noqa: E402
-from uvbook.models.gan import (GAN, WGANGP, FrechetMonitor, SampleGrid,  # noqa: E402
-                               build_dcgan_discriminator, build_dcgan_generator,
-                               build_mlp_discriminator, build_mlp_generator, sample_noise, train_gan)
+from uvbook import evaluate, recipes  # noqa: E402
+from uvbook.callbacks import FrechetMonitor, SampleGrid  # noqa: E402
+from uvbook.models.gan import (GAN, WGANGP, build_dcgan_discriminator, build_dcgan_generator,  # noqa: E402
+                               build_mlp_discriminator, build_mlp_generator, sample_noise)
+from uvbook.recipes import train_gan  # noqa: E402
 
 LN2 = float(np.log(2.0))
 
@@ -319,16 +320,16 @@ def test_class_coverage_counts_classes_and_entropy(classes, n_classes, bits):
 
 
 def test_domain_classifier_is_cached_and_retrained_when_absent(tmp_path):
-    clf = evaluate.domain_classifier(n_train=300, epochs=1, folder=tmp_path, verbose=False)
+    clf = recipes.domain_classifier(n_train=300, epochs=1, folder=tmp_path, verbose=False)
     files = sorted(tmp_path.glob("*.keras"))
     assert len(files) == 1 and clf.get_layer("features").output.shape[-1] == 128
-    again = evaluate.domain_classifier(n_train=300, epochs=1, folder=tmp_path, verbose=False)
+    again = recipes.domain_classifier(n_train=300, epochs=1, folder=tmp_path, verbose=False)
     x = np.random.default_rng(0).uniform(size=(6, 28, 28, 1)).astype(np.float32)
     np.testing.assert_allclose(evaluate.domain_features(again, x), evaluate.domain_features(clf, x),
                                rtol=1e-5, atol=1e-5)
     assert evaluate.domain_features(clf, x).shape == (6, 128)
     files[0].unlink()
-    evaluate.domain_classifier(n_train=300, epochs=1, folder=tmp_path, verbose=False)
+    recipes.domain_classifier(n_train=300, epochs=1, folder=tmp_path, verbose=False)
     assert [f.name for f in tmp_path.glob("*.keras")] == [files[0].name]
     # the distance of a set to itself is 0; to a shifted set it is positive
     assert evaluate.domain_frechet_distance(clf, x, x) == pytest.approx(0.0, abs=1e-6)
@@ -336,24 +337,24 @@ def test_domain_classifier_is_cached_and_retrained_when_absent(tmp_path):
 
 
 def test_fashion_cnn_split_is_disjoint_balanced_and_checked():
-    x_fit, y_fit, x_val, y_val = evaluate.fashion_cnn_split(1000, 100)
+    x_fit, y_fit, x_val, y_val = recipes.fashion_cnn_split(1000, 100)
     assert len(x_fit) == 900 and len(x_val) == 100
     assert np.bincount(y_val, minlength=10).tolist() == [10] * 10
     fit_rows = {x.tobytes() for x in x_fit}
     assert not any(x.tobytes() in fit_rows for x in x_val)
-    again = evaluate.fashion_cnn_split(1000, 100)
+    again = recipes.fashion_cnn_split(1000, 100)
     np.testing.assert_array_equal(again[3], y_val)   # the same split every time
     with pytest.raises(ValueError, match="n_val must be smaller than the 1000"):
-        evaluate.fashion_cnn_split(1000, 1000)
+        recipes.fashion_cnn_split(1000, 1000)
 
 
 def test_train_fashion_cnn_watches_the_validation_split_and_is_the_domain_classifier(tmp_path):
-    model, history = evaluate.train_fashion_cnn(n_train=300, epochs=2, folder=tmp_path, verbose=False)
+    model, history = recipes.train_fashion_cnn(n_train=300, epochs=2, folder=tmp_path, verbose=False)
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history)
     assert len(history["val_accuracy"]) == 2 and history["loss"][1] < history["loss"][0]
-    clf = evaluate.domain_classifier(n_train=300, epochs=2, folder=tmp_path, verbose=False)
+    clf = recipes.domain_classifier(n_train=300, epochs=2, folder=tmp_path, verbose=False)
     assert len(list(tmp_path.glob("*.keras"))) == 1   # loaded, not trained again
     x = np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype(np.float32)
     np.testing.assert_allclose(clf.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="bn_momentum must be in"):
-        evaluate.build_fashion_cnn(bn_momentum=1.5)
+        recipes.build_fashion_cnn(bn_momentum=1.5)

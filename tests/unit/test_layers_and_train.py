@@ -75,7 +75,7 @@ def test_a_corrupt_cache_entry_is_retrained(tmp_path, tiny_job):
     train.train_or_load("tiny", build, fit, {"k": 1}, folder=tmp_path)
     assert calls == ["build", "build"]
     meta = json.loads(path.with_suffix(".json").read_text())
-    assert meta["sha256"] == train._sha256(path)
+    assert meta["sha256"] == train.sha256(path)
 
 
 def test_unwritable_cache_dir_is_an_os_error(tmp_path, monkeypatch):

@@ -37,8 +37,23 @@ def glued_keys(path: Path) -> set[str]:
             for key in GLUE_CALL_RE.findall("".join(cell["source"]))}
 
 
-def test_the_book_has_notebooks():
-    assert len(NOTEBOOKS) >= 10
+def test_every_notebook_is_in_the_table_of_contents_and_every_chapter_is_a_notebook():
+    import yaml
+
+    def files(entries):
+        for entry in entries or ():
+            if "file" in entry:
+                yield entry["file"]
+            yield from files(entry.get("sections"))
+            yield from files(entry.get("chapters"))  # a part's chapters
+
+    toc = yaml.safe_load((BOOK.parent / "_toc.yml").read_text(encoding="utf-8"))
+    listed = {toc["root"], *files(toc.get("chapters")), *files(toc.get("parts"))}
+    notebooks = {f"book/{p.stem}" for p in NOTEBOOKS}
+    assert sorted(notebooks - listed) == [], "a notebook the site would not show"
+    chapters = {f for f in listed if f.split("/")[-1][:2].isdigit()}
+    assert len(chapters) >= 9 and all((BOOK.parent / f"{c}.ipynb").is_file() or (BOOK.parent / f"{c}.md").is_file()
+                                      for c in listed)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

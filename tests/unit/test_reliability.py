@@ -1,4 +1,4 @@
-"""Reliability (issue 10): resume after an interruption, stop on divergence, report a collapsed GAN,
+"""Reliability: resume after an interruption, stop on divergence, report a collapsed GAN,
 and trust nothing that is loaded (cache entries, checkpoints, dataset files).
 
 The resume tests compare an interrupted-and-resumed run with an uninterrupted one of the
@@ -20,8 +20,9 @@ import pytest
 from uvbook import callbacks as cb
 from uvbook import data, train
 from uvbook.models.autoencoder import Autoencoder
-from uvbook.models.gan import GAN, build_dcgan_discriminator, build_dcgan_generator, train_gan
+from uvbook.models.gan import GAN, build_dcgan_discriminator, build_dcgan_generator
 from uvbook.modes import set_seed
+from uvbook.recipes import train_gan
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.random((32, 28, 28, 1)).astype(np.float32)
@@ -372,12 +373,12 @@ def test_a_cache_entry_whose_hash_does_not_match_is_retrained_naming_path_and_ha
     blob = bytearray(path.read_bytes())
     blob[-10] ^= 0xFF  # one flipped byte, same length
     path.write_bytes(bytes(blob))
-    actual = train._sha256(path)
+    actual = train.sha256(path)
     run()
     out = capsys.readouterr().out
     assert calls == ["build", "build"]
     assert f"cache entry {path} is unusable (its SHA-256 is {actual}, but" in out and meta["sha256"] in out
-    assert json.loads(path.with_suffix(".json").read_text())["sha256"] == train._sha256(path) != actual
+    assert json.loads(path.with_suffix(".json").read_text())["sha256"] == train.sha256(path) != actual
 
 
 @pytest.mark.parametrize("damage", ["truncated record", "record of another key", "record missing"])
@@ -395,7 +396,7 @@ def test_a_half_written_or_mismatched_cache_entry_is_retrained(tmp_path, damage,
         record.unlink()
     run()
     assert calls == ["build", "build"]
-    assert json.loads(record.read_text())["sha256"] == train._sha256(path)
+    assert json.loads(record.read_text())["sha256"] == train.sha256(path)
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
@@ -407,7 +408,7 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        train._atomic_write(target, failing, suffix=".keras")
+        train.atomic_write(target, failing, suffix=".keras")
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]
 
 

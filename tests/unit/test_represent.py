@@ -8,8 +8,8 @@ from uvbook import represent
 from uvbook.models.autoencoder import Autoencoder, DenoisingAutoencoder
 from uvbook.models.classifier import build_cnn_classifier
 from uvbook.models.contrastive import build_simclr
-from uvbook.models.gan import build_fashion_dcgan
 from uvbook.models.vae import build_vae
+from uvbook.recipes import build_fashion_dcgan
 
 
 @pytest.fixture(scope="module")

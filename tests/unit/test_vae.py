@@ -137,7 +137,16 @@ def test_training_metrics_sanity_and_keras_round_trip(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-6)
     np.testing.assert_allclose(vae.sample(4, seed=1), again.sample(4, seed=1), atol=1e-6)
     np.testing.assert_allclose(again.iwae_log_likelihood(x, k=20), ll, atol=1e-4)
-    again.fit(x, epochs=1, batch_size=32, verbose=0)  # the optimizer came back too
+    # the optimizer came back too: its step count and Adam's moments, so that training continues
+    assert int(again.optimizer.iterations) == int(vae.optimizer.iterations) == 4
+    saved = {v.path: keras.ops.convert_to_numpy(v) for v in vae.optimizer.variables}
+    loaded = {v.path: keras.ops.convert_to_numpy(v) for v in again.optimizer.variables}
+    assert saved.keys() == loaded.keys() and len(saved) > 2
+    for name, value in saved.items():
+        np.testing.assert_array_equal(loaded[name], value, err_msg=name)
+    assert any(np.abs(value).max() > 0 for name, value in saved.items() if "iteration" not in name)
+    again.fit(x, epochs=1, batch_size=32, verbose=0)
+    assert int(again.optimizer.iterations) == 6
     assert vae.sample(5).shape == (5, 28, 28, 1) and vae.reconstruct(x[:2]).shape == (2, 28, 28, 1)
 
 

@@ -30,14 +30,14 @@ unless the model was built with ``pixel_range=None``); anything else raises a
 
 from __future__ import annotations
 
-import numbers
 
 import keras
 import numpy as np
 from keras import layers, ops
 
 from uvbook import layers as uvlayers
-from uvbook.train import replica_scaled
+from uvbook.layers import replica_scaled
+from uvbook.validate import check_number
 
 LOSSES = ("mse", "bce")
 NOISES = ("gaussian", "masking", "salt_pepper")
@@ -96,18 +96,6 @@ def check_model_images(x, image_shape: tuple, pixel_range: tuple | None, name: s
     return x
 
 
-def _check_number(value, name: str, lo: float, hi: float, lo_open: bool = False,
-                   hi_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a real number; got {value!r}")
-    below = value <= lo if lo_open else value < lo
-    above = value >= hi if hi_open else value > hi
-    if below or above:
-        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-        raise ValueError(f"{name} must be in {interval}; got {value!r}")
-    return float(value)
-
-
 def _output_activation_name(model) -> str | None:
     """Name of the activation that ends ``model`` (``"sigmoid"``, ...), or None if unknown."""
     last = model.layers[-1] if getattr(model, "layers", None) else None
@@ -128,7 +116,7 @@ def corrupt(x, noise: str = "gaussian", level: float = 0.3, seed: int = 0) -> np
     """
     if noise not in NOISES:
         raise ValueError(f"noise must be one of {NOISES}; got {noise!r}")
-    _check_number(level, "level", 0.0, 1.0 if noise != "gaussian" else np.inf)
+    check_number(level, "level", 0.0, 1.0 if noise != "gaussian" else np.inf)
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"x must be floating-point pixels in [0, 1]; got dtype {x.dtype}")
@@ -256,7 +244,7 @@ class Autoencoder(keras.Model):
         self._check_tensor(x)
         with tf.GradientTape() as tape:
             loss, mse, penalty = self._compute_losses(x, training=True)
-            scaled = replica_scaled(loss)  # one device: the loss itself (see uvbook.train)
+            scaled = replica_scaled(loss)  # one device: the loss itself (see uvbook.layers)
         grads = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
         return self._update(loss, mse, penalty)
@@ -420,7 +408,7 @@ class DenoisingAutoencoder(Autoencoder):
             raise ValueError(f"noise must be one of {NOISES}; got {noise!r}")
         hi = np.inf if noise == "gaussian" else 1.0
         self.noise = noise
-        self.noise_level = _check_number(noise_level, "noise_level", 0.0, hi, lo_open=True)
+        self.noise_level = check_number(noise_level, "noise_level", 0.0, hi, lo_open=True)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -461,8 +449,8 @@ class SparseAutoencoder(Autoencoder):
         if penalty not in PENALTIES:
             raise ValueError(f"penalty must be one of {PENALTIES}; got {penalty!r}")
         self.penalty = penalty
-        self.weight = _check_number(weight, "weight", 0.0, np.inf)
-        self.target = _check_number(target, "target", 0.0, 1.0, lo_open=True, hi_open=True)
+        self.weight = check_number(weight, "weight", 0.0, np.inf)
+        self.target = check_number(target, "target", 0.0, 1.0, lo_open=True, hi_open=True)
         if penalty == "kl" and _output_activation_name(encoder) != "sigmoid":
             raise ValueError("penalty='kl' treats each code unit as a firing probability, so the code "
                              "must lie in (0, 1): build the encoder with code_activation='sigmoid'; got "
@@ -488,57 +476,3 @@ class SparseAutoencoder(Autoencoder):
     def get_config(self):
         return {**super().get_config(), "penalty": self.penalty, "weight": self.weight,
                 "target": self.target}
-
-
-# --------------------------------------------------------------------------- Chapter 3's trained models
-
-#: The two models that Chapter 3 trains and Chapter 6 reuses, by name, with their architecture.
-CHAPTER3_MODELS = {
-    "conv_ae_32": {"class": "Autoencoder", "code_dim": 32, "filters": (16, 32), "dense_units": 256},
-    "denoising_ae_32": {"class": "DenoisingAutoencoder", "code_dim": 32, "filters": (16, 32),
-                        "dense_units": 256, "noise": "gaussian", "noise_level": 0.3},
-}
-#: How the models of ``CHAPTER3_MODELS`` are trained (Adam, MSE per pixel) on Fashion-MNIST's
-#: training split, all of it in full mode and a fixed stratified subset in quick mode.
-CHAPTER3_TRAINING = {"dataset": "fashion_mnist", "n_train": {"quick": 3000, "full": None},
-                     "epochs": {"quick": 10, "full": 6}, "batch_size": 128, "learning_rate": 2e-3,
-                     "seed": 0}
-
-
-def chapter3_model(name: str, verbose: bool = True):
-    """``(model, history)`` of one of :data:`CHAPTER3_MODELS`, loaded from uvbook's cache or trained.
-
-    Chapter 3 trains them; Chapter 6 calls this with the same name and gets the same
-    weights from the cache (the key holds the architecture, the data, the training
-    settings and the mode; see :func:`uvbook.train.train_or_load`).
-    """
-    from uvbook.data import load_dataset
-    from uvbook.modes import by_mode, set_seed
-    from uvbook.train import train_or_load
-
-    if name not in CHAPTER3_MODELS:
-        raise ValueError(f"name must be one of {tuple(CHAPTER3_MODELS)}; got {name!r}")
-    arch = dict(CHAPTER3_MODELS[name])
-    cfg = CHAPTER3_TRAINING
-    n_train = by_mode(**cfg["n_train"])
-    epochs = by_mode(**cfg["epochs"])
-    key = {"model": name, **arch, "dataset": cfg["dataset"], "split": "train", "n_train": n_train,
-           "subset_seed": 0, "epochs": epochs, "batch_size": cfg["batch_size"],
-           "optimizer": "adam", "learning_rate": cfg["learning_rate"], "seed": cfg["seed"]}
-    cls = {"Autoencoder": Autoencoder, "DenoisingAutoencoder": DenoisingAutoencoder}[arch.pop("class")]
-
-    def build():
-        set_seed(cfg["seed"])
-        extra = {"seed": cfg["seed"]} if cls is DenoisingAutoencoder else {}
-        model = cls.conv(**arch, **extra)
-        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
-        return model
-
-    def train(model, backup=None):
-        from uvbook.callbacks import resumable  # checkpoint every epoch, resume, stop on NaN
-
-        x, _ = load_dataset(cfg["dataset"], "train", n=n_train, seed=0)
-        return model.fit(x, epochs=epochs, batch_size=cfg["batch_size"], shuffle=True,
-                         verbose=2 if verbose else 0, callbacks=resumable(backup))
-
-    return train_or_load(name, build, train, key, verbose=verbose)

@@ -17,31 +17,22 @@ The model follows the book's Keras 3 idiom: a ``keras.Model`` subclass with a
 ``train_step`` returning its metrics, ``keras.metrics.Mean`` trackers exposed through
 ``metrics``, ``get_config`` and ``.keras`` saving. Under ``tf.distribute`` its gradient is
 that of the global batch (the loss is divided by the number of replicas with
-:func:`uvbook.train.replica_scaled`), but the negatives are those of each replica's shard.
+:func:`uvbook.layers.replica_scaled`), but the negatives are those of each replica's shard.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from uvbook.evaluate import leave_one_out_knn_accuracy
-from uvbook.layers import build_conv_trunk
-from uvbook.validate import check_images, check_labels, check_positive_int
+from uvbook.layers import build_conv_trunk, replica_scaled
+from uvbook.validate import check_images, check_number, check_positive_int
 
 _LARGE = 1e9
-
-
-def _check_range(value, name: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not lo <= value <= hi:
-        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {value!r}")
-    return float(value)
 
 
 # --------------------------------------------------------------------------- augmentations
@@ -64,7 +55,7 @@ def augment(images, seed=None, crop_scale: tuple[float, float] = (0.3, 1.0),
     lo, hi = crop_scale
     if not 0.0 < lo <= hi <= 1.0:
         raise ValueError(f"crop_scale must be (low, high) with 0 < low <= high <= 1; got {crop_scale!r}")
-    _check_range(jitter, "jitter", 0.0, 1.0)
+    check_number(jitter, "jitter", 0.0, 1.0)
     x = ops.convert_to_tensor(images, dtype="float32")
     if len(x.shape) != 4 or x.shape[-1] != 1:
         raise ValueError(f"images must be a batch shaped (N, height, width, 1); got shape {tuple(x.shape)}")
@@ -181,13 +172,13 @@ class SimCLR(keras.Model):
         if head_in != (feature_dim,):
             raise ValueError(f"projection_head must take the encoder's features of shape ({feature_dim},); "
                              f"it takes {head_in}")
-        self.temperature = _check_range(temperature, "temperature", 1e-3, 100.0)
+        self.temperature = check_number(temperature, "temperature", 1e-3, 100.0)
         crop_scale = tuple(float(c) for c in crop_scale)
         if len(crop_scale) != 2 or not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
             raise ValueError(f"crop_scale must be (low, high) with 0 < low <= high <= 1; got {crop_scale!r}")
         self.crop_scale = crop_scale
         self.flip = bool(flip)
-        self.jitter = _check_range(jitter, "jitter", 0.0, 1.0)
+        self.jitter = check_number(jitter, "jitter", 0.0, 1.0)
         self.seed = seed
         self.encoder = encoder
         self.projection_head = projection_head
@@ -225,7 +216,6 @@ class SimCLR(keras.Model):
     def train_step(self, data):
         import tensorflow as tf  # the book's backend; the step is the keras.io idiom
 
-        from uvbook.train import replica_scaled
 
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         x = ops.cast(x, "float32")
@@ -266,49 +256,6 @@ class SimCLR(keras.Model):
         return cls(**config)
 
 
-class NeighbourMonitor(keras.callbacks.Callback):
-    """After every ``every`` epochs, how well the model's representation recognises held-out images.
-
-    The model must have an ``encode(images)`` method (:class:`uvbook.models.contrastive.SimCLR`
-    has). Each image of ``images`` is classified by the majority label of its ``k`` nearest
-    neighbours among the *other* monitored images (leave-one-out, Euclidean distance on the
-    representation scaled to unit length), and the accuracy is written to the epoch's logs
-    as ``name`` (NaN on the epochs in between), so that it lands in the training history,
-    together with ``logs["elapsed"]``: the training seconds so far, not counting the
-    monitor's own (the x-axis of a quality-against-time curve). The labels are used for this
-    report only: nothing of it reaches the loss. Pass images that training does not see.
-    """
-
-    def __init__(self, images, labels, k: int = 5, every: int = 1, name: str = "knn_accuracy"):
-        super().__init__()
-        self.labels = check_labels(labels, "labels")
-        self.images = check_images(images, "images")
-        if len(self.images) != len(self.labels):
-            raise ValueError(f"labels must have one label per image ({len(self.images)}); got {len(self.labels)}")
-        self.k = check_positive_int(k, "k")
-        if self.k >= len(self.labels):
-            raise ValueError(f"k must be smaller than the number of monitored images ({len(self.labels)}); got {k}")
-        self.every = check_positive_int(every, "every")
-        self.name = name
-        self._start = self._spent = 0.0
-
-    def on_train_begin(self, logs=None):
-        self._start, self._spent = time.perf_counter(), 0.0
-
-    def accuracy(self) -> float:
-        """The leave-one-out k-NN accuracy of the model's current representation."""
-        return leave_one_out_knn_accuracy(self.model.encode(self.images), self.labels, k=self.k, unit=True)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        now = time.perf_counter()
-        logs["elapsed"] = now - self._start - self._spent
-        due = (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs")
-        logs[self.name] = self.accuracy() if due else float("nan")   # NaN keeps the history aligned
-        self._spent += time.perf_counter() - now
-
-
 def build_simclr(filters: Sequence[int] = (32, 64), head_hidden: int | Sequence[int] = (256, 128),
                  projection_dim: int = 128, head_batchnorm: bool = True, temperature: float = 0.2,
                  crop_scale: Sequence[float] = (0.2, 1.0), flip: bool = True, jitter: float = 0.4,
@@ -339,73 +286,3 @@ def build_simclr(filters: Sequence[int] = (32, 64), head_hidden: int | Sequence[
             warmup_steps=warmup)
     model.compile(optimizer=keras.optimizers.Adam(rate))
     return model
-
-
-# ----- the contrastive encoder of Chapter 6 (and Chapters 7, 8) ------------------------------
-#: The settings of the SimCLR that Chapter 6 trains (encoder, head, loss, augmentations, Adam).
-FASHION_SIMCLR_CONFIG = {"filters": (32, 64), "head_hidden": (256, 128), "projection_dim": 128,
-                         "head_batchnorm": True, "temperature": 0.2, "crop_scale": (0.2, 1.0), "flip": True,
-                         "jitter": 0.4, "learning_rate": 1e-3, "warmup_fraction": 0.05}
-
-
-def fashion_simclr_sizes() -> dict:
-    """Training sizes of :func:`train_fashion_simclr` in the current mode (quick or full).
-
-    ``n_train`` training images (a stratified subset; None: all 60,000), of which
-    ``n_monitor`` (stratified, seed 0) are held out of training and only watched:
-    :class:`NeighbourMonitor` reports their k-NN accuracy every epoch.
-    """
-    from uvbook.modes import by_mode
-
-    return {"n_train": by_mode(quick=2000, full=None), "n_monitor": by_mode(quick=400, full=5000),
-            "epochs": by_mode(quick=2, full=10), "batch_size": 256, "seed": 0}
-
-
-def fashion_simclr_split(n_train: int | None, n_monitor: int):
-    """``(x_fit, x_monitor, y_monitor)``: the images SimCLR trains on (no labels) and the held-out
-    images whose k-NN accuracy the monitor reports."""
-    from uvbook.data import load_dataset, stratified_subset
-
-    x, y = load_dataset("fashion_mnist", "train", n=n_train)
-    check_positive_int(n_monitor, "n_monitor")
-    if n_monitor >= len(y):
-        raise ValueError(f"n_monitor must be smaller than the {len(y)} training images; got {n_monitor}")
-    watched = np.zeros(len(y), dtype=bool)
-    watched[stratified_subset(y, n_monitor, seed=0)] = True
-    return x[~watched], x[watched], y[watched]
-
-
-def train_fashion_simclr(verbose: bool = True) -> tuple[SimCLR, dict[str, list[float]]]:
-    """Chapter 6's SimCLR on Fashion-MNIST: trained once, then loaded by any chapter.
-
-    :data:`FASHION_SIMCLR_CONFIG` trained on the training images without labels
-    (:func:`fashion_simclr_sizes` for the mode, :func:`fashion_simclr_split` for the images),
-    cached by :func:`uvbook.train.train_or_load` under an explicit key, so that Chapters 7 and 8
-    calling this function gets the very weights Chapter 6 trained. The history has the
-    loss, the contrastive accuracy, ``knn_accuracy`` of the held-out images and the
-    ``elapsed`` training seconds, per epoch; ``verbose`` prints one line an epoch.
-    Features: :meth:`SimCLR.encode`.
-    """
-    from uvbook.callbacks import resumable  # checkpoint every epoch, resume, stop on NaN
-    from uvbook.data import make_pipeline
-    from uvbook.modes import set_seed
-    from uvbook.train import train_or_load
-
-    sizes = fashion_simclr_sizes()
-    key = {"model": "uvbook.models.contrastive.SimCLR (conv trunk encoder)", "config": FASHION_SIMCLR_CONFIG,
-           "data": "fashion_mnist train images (stratified subset n_train; None = all) less n_monitor, no labels",
-           **sizes}
-    x_fit, x_watch, y_watch = fashion_simclr_split(sizes["n_train"], sizes["n_monitor"])
-    steps = sizes["epochs"] * math.ceil(len(x_fit) / sizes["batch_size"])
-
-    def build() -> SimCLR:
-        set_seed(sizes["seed"])
-        return build_simclr(seed=sizes["seed"], name="fashion_simclr", total_steps=steps, **FASHION_SIMCLR_CONFIG)
-
-    def fit(model: SimCLR, backup=None):
-        data = make_pipeline(x_fit, batch_size=sizes["batch_size"], seed=sizes["seed"])
-        monitor = NeighbourMonitor(x_watch, y_watch, k=5)
-        return model.fit(data, epochs=sizes["epochs"], verbose=2 if verbose else 0,
-                         callbacks=[monitor, *resumable(backup, data=data)])
-
-    return train_or_load("fashion_simclr", build, fit, key, verbose=verbose)

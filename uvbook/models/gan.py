@@ -20,14 +20,9 @@
   and :func:`build_mlp_generator` / :func:`build_mlp_discriminator` (the article's
   section 4.2, corrected) are thin wrappers around :mod:`uvbook.layers`.
 
-* :class:`SampleGrid` draws a fixed-noise sample grid during training;
-  :class:`FrechetMonitor` writes a Fréchet distance and the elapsed time into the
-  epoch logs, so that they land in the training history (and in the cache of
-  :func:`uvbook.train.train_or_load`).
-
-* :func:`train_gan` trains or loads any of them through :func:`uvbook.train.train_or_load`;
-  :func:`train_fashion_dcgan` is the chapter's DCGAN under a fixed cache key, which
-  Chapter 6 loads to reuse its discriminator as a feature extractor.
+Training them is :func:`uvbook.recipes.train_gan` (Chapter 4's DCGAN:
+:func:`uvbook.recipes.train_fashion_dcgan`); :class:`uvbook.callbacks.SampleGrid` and
+:class:`uvbook.callbacks.FrechetMonitor` watch them train.
 
 Models see images in their own range: ``[-1, 1]`` for a ``tanh`` generator,
 ``[0, 1]`` for a ``sigmoid`` one. Everything public takes and returns images in
@@ -37,9 +32,7 @@ Models see images in their own range: ``[-1, 1]`` for a ``tanh`` generator,
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -48,7 +41,7 @@ from keras import ops
 
 from uvbook.layers import (build_conv_decoder, build_conv_encoder, build_dense_decoder,
                            build_dense_encoder)
-from uvbook.train import replica_scaled
+from uvbook.layers import replica_scaled
 from uvbook.validate import check_images, check_positive_int
 
 GENERATOR_LOSSES = ("non_saturating", "minimax")
@@ -144,7 +137,7 @@ class GAN(keras.Model):
         if not 0.5 < float(real_label) <= 1.0:
             raise ValueError(f"real_label must be in (0.5, 1]; got {real_label!r}")
         _check_activation(output_activation)
-        _check_pair(generator, discriminator, latent_dim)
+        _check_players(generator, discriminator, latent_dim)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = int(latent_dim)
@@ -221,7 +214,7 @@ class GAN(keras.Model):
         with tf.GradientTape() as tape:
             fake_logits = self.discriminator(self.generator(z, training=True), training=True)
             g_loss = self.generator_loss(fake_logits)
-            scaled = replica_scaled(g_loss)  # one device: the loss itself (see uvbook.train)
+            scaled = replica_scaled(g_loss)  # one device: the loss itself (see uvbook.layers)
         grads = tape.gradient(scaled, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
         return g_loss, _global_norm(grads)
@@ -399,7 +392,7 @@ def _global_norm(grads):
     return ops.sqrt(sum(ops.sum(ops.square(g)) for g in grads if g is not None))
 
 
-def _check_pair(generator, discriminator, latent_dim: int) -> None:
+def _check_players(generator, discriminator, latent_dim: int) -> None:
     if not isinstance(generator, keras.Model) or not isinstance(discriminator, keras.Model):
         raise ValueError("generator and discriminator must be keras.Model objects (build them with "
                          f"the builders of uvbook.models.gan); got {type(generator).__name__} and "
@@ -420,181 +413,3 @@ def sample_noise(n: int, latent_dim: int, seed: int = 0) -> np.ndarray:
     check_positive_int(n, "n")
     check_positive_int(latent_dim, "latent_dim")
     return np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- callbacks
-
-class SampleGrid(keras.callbacks.Callback):
-    """Draw the generator's images for fixed noise every ``every`` epochs, and keep them.
-
-    The same noise at every epoch shows how each sample evolves. ``snapshots`` holds
-    ``(epoch, images in [0, 1])`` pairs; ``show=False`` only records them.
-    """
-
-    def __init__(self, noise, every: int = 1, ncols: int = 10, show: bool = True, size: float = 0.8):
-        super().__init__()
-        self.noise = np.asarray(noise, dtype=np.float32)
-        if self.noise.ndim != 2:
-            raise ValueError(f"noise must have shape (n, latent_dim); got {self.noise.shape}")
-        self.every = check_positive_int(every, "every")
-        self.ncols = check_positive_int(ncols, "ncols")
-        self.show = show
-        self.size = size
-        self.snapshots: list[tuple[int, np.ndarray]] = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        images = self.model.generate_from(self.noise)
-        self.snapshots.append((epoch + 1, images))
-        if self.show:
-            import matplotlib.pyplot as plt
-
-            from uvbook.plots import image_grid
-
-            image_grid(images, ncols=self.ncols, size=self.size,
-                       suptitle=f"epoch {epoch + 1}: the same noise every epoch")
-            plt.show()
-
-
-class FrechetMonitor(keras.callbacks.Callback):
-    """Add ``logs["elapsed"]`` (training seconds so far, not counting this monitor) and, when given, ``logs["frechet"]``.
-
-    ``frechet`` is ``distance(images)`` for ``n`` images generated from fixed noise every
-    ``every`` epochs (``nan`` on the others); pass e.g.
-    ``lambda x: uvbook.evaluate.domain_frechet_distance(classifier, x, real)``. Both keys
-    land in the ``History`` (it runs after user callbacks), hence in ``train_or_load``'s cache.
-    """
-
-    def __init__(self, distance: Callable[[np.ndarray], float] | None = None, n: int = 1000,
-                 every: int = 1, seed: int = 1):
-        super().__init__()
-        self.distance = distance
-        self.n = check_positive_int(n, "n")
-        self.every = check_positive_int(every, "every")
-        self.seed = seed
-        self._start = 0.0
-        self._spent = 0.0
-
-    def on_train_begin(self, logs=None):
-        self._start, self._spent = time.perf_counter(), 0.0
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        now = time.perf_counter()
-        logs["elapsed"] = now - self._start - self._spent  # training time, without this monitor's own
-        if self.distance is not None:
-            if (epoch + 1) % self.every == 0:
-                logs["frechet"] = float(self.distance(self.model.generate(self.n, seed=self.seed)))
-            else:
-                logs["frechet"] = float("nan")
-        self._spent += time.perf_counter() - now
-
-
-# --------------------------------------------------------------------------- training
-
-def train_gan(name: str, build: Callable[[], GAN], images: np.ndarray, epochs: int, batch_size: int,
-              key: Mapping[str, Any], callbacks: Sequence[keras.callbacks.Callback] = (),
-              distance: Callable[[np.ndarray], float] | None = None, monitor_samples: int = 2000,
-              seed: int = 0, folder=None, verbose: bool = True,
-              collapse_patience: int = 100) -> tuple[GAN, dict[str, list[float]]]:
-    """Train a GAN on ``images`` in [0, 1], or load it: :func:`uvbook.train.train_or_load` with ``key``.
-
-    ``build`` returns the compiled, untrained model. The cache key is ``key`` plus the
-    number of images, ``epochs``, ``batch_size`` and ``seed`` (which also seeds Keras
-    before ``build``). A :class:`FrechetMonitor` writes ``"elapsed"`` (and ``"frechet"``
-    when ``distance`` is given) into the history, so a loaded model reports the time and
-    the curve of its original training. ``callbacks`` (e.g. a :class:`SampleGrid`) only
-    run when the model is trained.
-
-    Training goes through :func:`uvbook.callbacks.resumable`: it is checkpointed after
-    every epoch and an interrupted run resumes from its last complete epoch; a NaN or
-    infinite loss stops it with :class:`uvbook.callbacks.TrainingDiverged`. For a
-    :class:`GAN` (not a WGAN-GP), a :class:`uvbook.callbacks.CollapseGuard` warns when
-    mean D(G(z)) stays below 0.01 for ``collapse_patience`` consecutive steps and marks
-    those epochs with ``d_collapsed`` = 1.0 in the history.
-    """
-    from uvbook.data import make_pipeline
-    from uvbook.modes import set_seed
-    from uvbook.train import train_or_load
-
-    images = check_images(images, "images")
-    check_positive_int(epochs, "epochs")
-    check_positive_int(batch_size, "batch_size")
-    check_positive_int(collapse_patience, "collapse_patience")
-
-    def make():
-        set_seed(seed)
-        return build()
-
-    def fit(gan, backup=None):
-        from uvbook.callbacks import CollapseGuard, resumable
-
-        monitor = FrechetMonitor(distance, n=monitor_samples)
-        data = make_pipeline(images, batch_size=batch_size, seed=seed)
-        # D(fake) is a probability for a GAN, an unbounded score for a WGAN critic
-        guards = [] if isinstance(gan, WGANGP) else [CollapseGuard(patience=collapse_patience)]
-        return gan.fit(data, epochs=epochs, verbose=0,
-                       callbacks=[monitor, *callbacks, *guards, *resumable(backup, data=data)])
-
-    full_key = {**dict(key), "n_images": len(images), "epochs": epochs, "batch_size": batch_size, "seed": seed}
-    return train_or_load(name, make, fit, full_key, folder=folder, verbose=verbose)
-
-
-DCGAN_CONFIG = {"latent_dim": 64, "g_filters": (64, 32), "d_filters": (64, 128),
-                "adam": (2e-4, 0.5), "batch_size": 32}
-DCGAN_EPOCHS = 5  # full mode; quick mode trains 2
-
-
-def build_fashion_dcgan(latent_dim: int = 64, g_filters: Sequence[int] = (64, 32),
-                        d_filters: Sequence[int] = (64, 128), lr: float = 2e-4, beta_1: float = 0.5) -> GAN:
-    """The compiled DCGAN of Chapter 4 (non-saturating loss, Adam(2e-4, beta_1=0.5) for both players)."""
-    gan = GAN(build_dcgan_generator(latent_dim, filters=g_filters), build_dcgan_discriminator(filters=d_filters),
-              latent_dim, seed=0)
-    gan.compile(d_optimizer=keras.optimizers.Adam(lr, beta_1=beta_1),
-                g_optimizer=keras.optimizers.Adam(lr, beta_1=beta_1))
-    return gan
-
-
-def train_fashion_dcgan(epochs: int | None = None, n_train: int | None | str = "auto",
-                        callbacks: Sequence[keras.callbacks.Callback] = (), folder=None,
-                        verbose: bool = True) -> tuple[GAN, dict[str, list[float]]]:
-    """The DCGAN of Chapter 4 on Fashion-MNIST, trained once and cached; Chapter 6 reuses its discriminator.
-
-    Defaults depend on the mode (full: all 60,000 training images and the chapter's
-    epochs; quick: an 8,000-image subset, 2 epochs), so that Chapters 4 and 6 share one
-    cache entry. The history holds ``"frechet"``: the Fréchet distance on the domain
-    classifier's features (:func:`uvbook.evaluate.domain_frechet_distance`) of 2,000
-    samples (500 in quick mode) to the Fashion-MNIST test set, after every epoch.
-    """
-    from uvbook.data import load_dataset
-    from uvbook.evaluate import domain_classifier, domain_features, domain_frechet_distance
-    from uvbook.modes import by_mode
-    from uvbook.train import weights_digest
-
-    epochs = by_mode(quick=2, full=DCGAN_EPOCHS) if epochs is None else epochs
-    if isinstance(n_train, str) and n_train == "auto":
-        n_train = by_mode(quick=8000, full=None)
-    check_positive_int(epochs, "epochs")  # before anything is loaded or trained
-    if n_train is not None:
-        check_positive_int(n_train, "n_train")
-    x, _ = load_dataset("fashion_mnist", "train", n=n_train)
-    classifier = domain_classifier(verbose=verbose)
-    reference = []  # the test set's features, computed on the first call: a cache hit never needs them
-
-    def distance(images):
-        if not reference:
-            reference.append(domain_features(classifier, load_dataset("fashion_mnist", "test")[0]))
-        return domain_frechet_distance(classifier, images, reference[0])
-
-    cfg = DCGAN_CONFIG
-    key = {"model": "uvbook.models.gan.build_fashion_dcgan", **{k: v for k, v in cfg.items() if k != "batch_size"},
-           "data": "fashion_mnist/train", "n_train": n_train,
-           "scored_by": weights_digest(classifier)}  # the history's Fréchet curve depends on the ruler
-    return train_gan("dcgan_fashion_mnist",
-                     lambda: build_fashion_dcgan(cfg["latent_dim"], cfg["g_filters"], cfg["d_filters"], *cfg["adam"]),
-                     x, epochs, cfg["batch_size"], key, callbacks=callbacks,
-                     distance=distance,
-                     monitor_samples=by_mode(quick=500, full=2000), folder=folder, verbose=verbose)
-

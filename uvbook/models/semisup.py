@@ -14,21 +14,14 @@ makes such batches from arrays.
 from __future__ import annotations
 
 import math
-import time
 
 import keras
 import numpy as np
 from keras import ops
 
+from uvbook.layers import replica_scaled
 from uvbook.models.contrastive import augment
-from uvbook.validate import check_images, check_labels, check_positive_int
-
-
-def _check_probability(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be a number strictly between 0 and 1; got {value!r}")
-    return float(value)
+from uvbook.validate import check_images, check_labels, check_number, check_positive_int
 
 
 def predict_logits(classifier: keras.Model, x, batch_size: int = 1000) -> np.ndarray:
@@ -108,7 +101,7 @@ def fixmatch_loss(weak_logits, strong_logits, threshold: float = 0.95):
     paper, so that a batch with few confident images weighs little). Returns
     ``(loss, mask_rate)``.
     """
-    threshold = _check_probability(threshold, "threshold")
+    threshold = check_number(threshold, "threshold", 0.0, 1.0, lo_open=True, hi_open=True)
     weak_logits = ops.convert_to_tensor(weak_logits)
     strong_logits = ops.convert_to_tensor(strong_logits)
     if tuple(weak_logits.shape) != tuple(strong_logits.shape) or len(weak_logits.shape) != 2:
@@ -145,7 +138,7 @@ class FixMatch(keras.Model):
         if not isinstance(classifier, keras.Model):
             raise ValueError(f"classifier must be a keras.Model; got {type(classifier).__name__}")
         self.classifier = classifier
-        self.threshold = _check_probability(threshold, "threshold")
+        self.threshold = check_number(threshold, "threshold", 0.0, 1.0, lo_open=True, hi_open=True)
         if isinstance(unlabelled_weight, bool) or not isinstance(unlabelled_weight, (int, float)) \
                 or not math.isfinite(unlabelled_weight) or unlabelled_weight < 0:
             raise ValueError(f"unlabelled_weight must be a non-negative number; got {unlabelled_weight!r}")
@@ -168,7 +161,6 @@ class FixMatch(keras.Model):
     def train_step(self, data):
         import tensorflow as tf  # the book's backend; the step is the keras.io idiom
 
-        from uvbook.train import replica_scaled
 
         (x_l, y_l), x_u = data
         x_l, x_u = ops.cast(x_l, "float32"), ops.cast(x_u, "float32")
@@ -247,166 +239,3 @@ def semisup_pipeline(x_labelled, y_labelled, x_unlabelled, batch_size: int = 32,
 
 
 # --------------------------------------------------------------------------- Chapter 7's recipes
-
-#: FixMatch as Chapter 7 trains it (Sohn et al. 2020's threshold, ratio and weight; Adam
-#: instead of their SGD, whose schedule is set for a million steps).
-FIXMATCH_CONFIG = {"threshold": 0.95, "unlabelled_weight": 1.0, "ratio": 7, "batch_size": 32,
-                   "learning_rate": 1e-3, "shift": 2, "crop_scale": (0.3, 1.0), "jitter": 0.5, "cutout": 10,
-                   "head_dropout": 0.3}
-
-#: The methods :func:`train_few_label_classifier` trains: which network, from where, on what.
-METHODS = {
-    "supervised": "Chapter 2's CNN from scratch, labelled images only (weak augmentation)",
-    "finetune": "Chapter 6's SimCLR encoder and a linear layer, fine-tuned on the labelled images only",
-    "fixmatch": "Chapter 6's SimCLR encoder and a linear layer, trained by FixMatch on both",
-}
-
-
-def semisup_sizes() -> dict:
-    """Chapter 7's sizes in the current mode: ``n_train`` training images (a stratified subset in
-    quick mode, as in Chapter 6; None: all 60,000), ``n_watch`` of them held out and only watched
-    (their accuracy is the training curve), the labelled-only runs' ``supervised_steps`` and
-    FixMatch's ``steps``, with a report every ``report_every`` steps."""
-    from uvbook.modes import by_mode
-
-    return {"n_train": by_mode(quick=3000, full=None), "n_watch": by_mode(quick=300, full=5000),
-            "supervised_steps": by_mode(quick=40, full=300), "supervised_batch": 32,
-            "steps": by_mode(quick=60, full=1000), "report_every": by_mode(quick=30, full=200)}
-
-
-def semisup_split(per_class: int, seed: int, n_train: int | None = None, n_watch: int = 5000) -> dict:
-    """The images of one few-label run, as arrays: ``x_l, y_l`` (``per_class`` labelled images a
-    class, drawn by :func:`uvbook.data.few_labels` with ``seed`` exactly as Chapter 6 draws
-    them), ``x_u`` (every other training image) with ``y_u``, their labels, which no method
-    sees (the chapter uses them only to check pseudo-labels), and ``x_watch, y_watch``: a
-    stratified set of ``n_watch`` training images (seed 0; Chapter 6's held-out set in full
-    mode), kept out of both, whose labels only report progress."""
-    from uvbook.data import few_labels, load_dataset, stratified_subset
-
-    x, y = load_dataset("fashion_mnist", "train", n=n_train)
-    check_positive_int(n_watch, "n_watch")
-    labelled = np.zeros(len(y), dtype=bool)
-    labelled[few_labels(y, per_class, seed=seed)] = True
-    watched = np.zeros(len(y), dtype=bool)
-    watched[stratified_subset(y, n_watch, seed=0)] = True
-    watched &= ~labelled
-    rest = ~labelled & ~watched
-    return {"x_l": x[labelled], "y_l": y[labelled], "x_u": x[rest], "y_u": y[rest],
-            "x_watch": x[watched], "y_watch": y[watched]}
-
-
-class WatchAccuracy(keras.callbacks.Callback):
-    """After every epoch, the accuracy of the model's classifier on held-out labelled images, and the
-    training seconds so far (``watch_accuracy`` and ``elapsed`` in the logs and the history)."""
-
-    def __init__(self, x, y, batch_size: int = 1000):
-        super().__init__()
-        self.x = check_images(x, "x")
-        self.y = check_labels(y, "y", length=len(self.x))
-        self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.start = None
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        net = getattr(self.model, "classifier", self.model)
-        pred = predict_logits(net, self.x, self.batch_size).argmax(axis=1)
-        if logs is not None:
-            logs["watch_accuracy"] = float(np.mean(pred == self.y))
-            logs["elapsed"] = time.perf_counter() - self.start
-
-
-def build_few_label_classifier(encoder: keras.Model | None = None, dropout: float = 0.3,
-                               seed: int = 0) -> keras.Model:
-    """The network a few-label method trains, with logits out: Chapter 2's CNN from scratch when
-    ``encoder`` is None (batch-normalisation momentum 0.9, as Chapter 2 sets it for short runs), else a copy of ``encoder`` (its weights too) with dropout and a linear
-    layer on top."""
-    from uvbook.models.classifier import build_cnn_classifier
-    from uvbook.modes import set_seed
-
-    set_seed(seed)
-    if encoder is None:
-        model = build_cnn_classifier(logits=True)
-        for layer in model.layers:       # short runs: batch statistics that keep up (Chapter 2)
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = 0.9
-        return model
-    copy = keras.models.clone_model(encoder)
-    copy.set_weights(encoder.get_weights())
-    inputs = keras.Input(shape=tuple(encoder.inputs[0].shape[1:]), name="image")
-    h = keras.layers.Dropout(dropout, name="dropout")(copy(inputs))
-    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(h), name="finetuned_encoder")
-
-
-def train_few_label_classifier(method: str, per_class: int, seed: int,
-                               verbose: bool = True) -> tuple[keras.Model, dict[str, list[float]]]:
-    """One of Chapter 7's trained methods (:data:`METHODS`) on one labelled draw: ``(classifier,
-    history)``, trained once and cached (:func:`uvbook.train.train_or_load`).
-
-    ``"supervised"`` and ``"finetune"`` train on the labelled images alone with
-    :func:`weak_augment` (``supervised_steps`` steps of Adam, cosine decay); ``"fixmatch"``
-    trains :class:`FixMatch` with :data:`FIXMATCH_CONFIG` for ``steps`` steps. Both start from
-    Chapter 6's SimCLR encoder, loaded or trained by
-    :func:`uvbook.models.contrastive.train_fashion_simclr`. ``verbose`` prints a line per
-    report with the held-out accuracy.
-
-    Raises:
-        ValueError: an unknown ``method``, or a ``per_class`` the classes cannot supply.
-    """
-    import tensorflow as tf
-
-    from uvbook.callbacks import resumable
-    from uvbook.train import train_or_load, weights_digest
-
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}; got {method!r}")
-    check_positive_int(per_class, "per_class")
-    sizes = semisup_sizes()
-    data = semisup_split(per_class, seed, sizes["n_train"], sizes["n_watch"])
-    encoder = None
-    key = {"method": method, "network": METHODS[method], "bn_momentum": 0.9, "per_class": per_class,
-           "seed": seed, "sizes": sizes,
-           "data": "fashion_mnist train: few_labels(per_class, seed) labelled, stratified n_watch watched, "
-                   "the rest unlabelled"}
-    if method != "supervised":
-        from uvbook.models.contrastive import train_fashion_simclr
-
-        encoder = train_fashion_simclr(verbose=False)[0].encoder
-        key["encoder"] = weights_digest(encoder)
-    if method == "fixmatch":
-        key["config"] = FIXMATCH_CONFIG
-    cfg = FIXMATCH_CONFIG
-    if method == "fixmatch":
-        steps, every = sizes["steps"], sizes["report_every"]
-    else:
-        steps, every = sizes["supervised_steps"], max(1, sizes["supervised_steps"] // 4)
-
-    def build() -> keras.Model:
-        classifier = build_few_label_classifier(encoder, cfg["head_dropout"], seed=seed)
-        rate = keras.optimizers.schedules.CosineDecay(cfg["learning_rate"], steps)
-        if method == "fixmatch":
-            model = FixMatch(classifier, threshold=cfg["threshold"], unlabelled_weight=cfg["unlabelled_weight"],
-                             shift=cfg["shift"], crop_scale=cfg["crop_scale"], jitter=cfg["jitter"],
-                             cutout=cfg["cutout"], seed=seed, name="fixmatch")
-            model.compile(optimizer=keras.optimizers.Adam(rate))
-            return model
-        classifier.compile(optimizer=keras.optimizers.Adam(rate), metrics=["accuracy"],
-                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        return classifier
-
-    def fit(model: keras.Model, backup=None):
-        if method == "fixmatch":
-            batches = semisup_pipeline(data["x_l"], data["y_l"], data["x_u"], cfg["batch_size"], cfg["ratio"],
-                                       seed=seed, n_classes=10).repeat()
-        else:
-            gen = keras.random.SeedGenerator(seed)
-            batches = (tf.data.Dataset.from_tensor_slices((data["x_l"], data["y_l"]))
-                       .shuffle(len(data["y_l"]), seed=seed).repeat().batch(sizes["supervised_batch"])
-                       .map(lambda x, y: (weak_augment(x, gen, cfg["shift"]), y)))
-        watch = WatchAccuracy(data["x_watch"], data["y_watch"])
-        return model.fit(batches, epochs=steps // every, steps_per_epoch=every, verbose=2 if verbose else 0,
-                         callbacks=[watch, *resumable(backup)])
-
-    model, history = train_or_load(f"ch7_{method}_k{per_class}_s{seed}", build, fit, key, verbose=verbose)
-    return getattr(model, "classifier", model), history

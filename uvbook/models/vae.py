@@ -40,7 +40,7 @@ from keras import ops
 
 from uvbook.layers import (Sampling, build_conv_decoder, build_conv_encoder, build_dense_decoder,
                            build_dense_encoder)
-from uvbook.train import replica_scaled
+from uvbook.layers import replica_scaled
 from uvbook.validate import check_images, check_positive_int
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -109,7 +109,7 @@ class VAE(keras.Model):
             raise ValueError(f"sigma must be a finite number > 0; got {sigma!r}")
         if binarize and likelihood != "bernoulli":
             raise ValueError(f"binarize=True needs likelihood='bernoulli'; got likelihood={likelihood!r}")
-        self.latent_dim, self.image_shape = _check_pair(encoder, decoder)
+        self.latent_dim, self.image_shape = _check_encoder_decoder(encoder, decoder)
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
@@ -168,7 +168,7 @@ class VAE(keras.Model):
         with tf.GradientTape() as tape:
             reconstruction, kl = self._terms(x, training=True)
             total = reconstruction + self.beta * kl
-            scaled = replica_scaled(total)  # one device: the loss itself (see uvbook.train)
+            scaled = replica_scaled(total)  # one device: the loss itself (see uvbook.layers)
         grads = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
         return self._update(total, reconstruction, kl)
@@ -301,7 +301,7 @@ class VAE(keras.Model):
         return (top[:, 0] + np.log(np.exp(log_w - top).mean(axis=1))).astype(np.float64)
 
 
-def _check_pair(encoder, decoder) -> tuple[int, tuple[int, ...]]:
+def _check_encoder_decoder(encoder, decoder) -> tuple[int, tuple[int, ...]]:
     if not isinstance(encoder, keras.Model) or not isinstance(decoder, keras.Model):
         raise ValueError(f"encoder and decoder must be keras.Model objects; got "
                          f"{type(encoder).__name__} and {type(decoder).__name__}")
@@ -353,51 +353,3 @@ def build_vae(latent_dim: int, architecture: str = "conv", hidden: Sequence[int]
               seed=seed, name=name)
     vae.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return vae
-
-
-# ----- the VAE Chapter 6 reuses ------------------------------------------------------
-#: The conv VAE of Chapter 5 that Chapter 6 takes features from (``z_mean``).
-FASHION_VAE_CONFIG = {"latent_dim": 16, "architecture": "conv", "filters": (32, 64), "dense_units": 256,
-                      "beta": 1.0, "binarize": True, "learning_rate": 1e-3}
-
-
-def fashion_vae_sizes() -> dict:
-    """Training sizes of :func:`train_fashion_vae` in the current mode (quick or full)."""
-    from uvbook.modes import by_mode
-
-    return {"n_train": by_mode(quick=3000, full=None), "n_val": by_mode(quick=1000, full=None),
-            "epochs": by_mode(quick=3, full=8), "batch_size": 128, "seed": 0}
-
-
-def train_fashion_vae(verbose: bool = True) -> tuple[VAE, dict[str, list[float]]]:
-    """Chapter 5's conv VAE on Fashion-MNIST: trained once, then loaded by any chapter.
-
-    :data:`FASHION_VAE_CONFIG`, trained with dynamic binarisation on the training set
-    (:func:`fashion_vae_sizes` for the mode), validated on the test set binarised once
-    with seed 0. Cached by :func:`uvbook.train.train_or_load` under an explicit key, so
-    Chapter 6 calling this function gets the very weights Chapter 5 trained.
-    """
-    from uvbook.data import load_dataset, make_pipeline
-    from uvbook.modes import set_seed
-    from uvbook.train import train_or_load
-
-    sizes = fashion_vae_sizes()
-    key = {"model": "uvbook.models.vae.VAE", "config": FASHION_VAE_CONFIG,
-           "data": "fashion_mnist train (stratified subset n_train; None = all), dynamically binarised",
-           "validation": "fashion_mnist test (n_val) binarised with seed 0", **sizes}
-
-    def build() -> VAE:
-        set_seed(sizes["seed"])
-        return build_vae(seed=sizes["seed"], name="fashion_vae", **FASHION_VAE_CONFIG)
-
-    def fit(model: VAE, backup=None):
-        from uvbook.callbacks import resumable  # checkpoint every epoch, resume, stop on NaN
-
-        x, _ = load_dataset("fashion_mnist", "train", n=sizes["n_train"])
-        x_val, _ = load_dataset("fashion_mnist", "test", n=sizes["n_val"])
-        train = make_pipeline(x, batch_size=sizes["batch_size"], seed=sizes["seed"])
-        val = make_pipeline(binarize(x_val, seed=0), batch_size=1000, shuffle=False)
-        return model.fit(train, epochs=sizes["epochs"], validation_data=val, verbose=0,
-                         callbacks=resumable(backup, data=train))
-
-    return train_or_load("fashion_vae", build, fit, key, verbose=verbose)

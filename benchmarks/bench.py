@@ -1,13 +1,14 @@
-"""Training-speed benchmark (issue 9): throughput and time-to-quality against the tutorials.
+"""Training-speed benchmark: throughput and time-to-quality of uvbook's models against the tutorials'.
 
-``python -m uvbook.bench [--quick] [--out _build/bench.json]`` trains, in one process and on
+It lives outside the teaching package (it imports uvbook; uvbook never imports it).
+``python -m benchmarks [--quick] [--out _build/bench.json]`` trains, in one process and on
 the same Fashion-MNIST data, uvbook's own models exactly as the chapters build and feed
 them, and small re-implementations *in the style of* the official tutorials:
 
 =====================  ==================================================================
 family                 runners
 =====================  ==================================================================
-``vae``                uvbook's conv VAE (:data:`uvbook.models.vae.FASHION_VAE_CONFIG`,
+``vae``                uvbook's conv VAE (:data:`uvbook.recipes.FASHION_VAE_CONFIG`,
                        batch 128, dynamic binarisation, ``make_pipeline``); a VAE in the
                        style of the TensorFlow tutorial "Convolutional Variational
                        Autoencoder" (custom ``tf.function`` loop, batch 32, Adam 1e-4,
@@ -16,12 +17,12 @@ family                 runners
                        ``train_step``, batch 128, summed BCE + KL). Both references use
                        uvbook's latent size (16; the tutorials use 2) so that their
                        qualities compare.
-``dcgan``              uvbook's DCGAN (:func:`uvbook.models.gan.build_fashion_dcgan`,
-                       :data:`~uvbook.models.gan.DCGAN_CONFIG`, batch 32); a DCGAN in the
+``dcgan``              uvbook's DCGAN (:func:`uvbook.recipes.build_fashion_dcgan`,
+                       :data:`~uvbook.recipes.DCGAN_CONFIG`, batch 32); a DCGAN in the
                        style of the TensorFlow tutorial "Deep Convolutional Generative
                        Adversarial Network" (batch 256, Adam 1e-4 for both, images in
                        [-1, 1]).
-``ae``                 Chapter 3's ``conv_ae_32`` (:data:`~uvbook.models.autoencoder.CHAPTER3_MODELS`,
+``ae``                 Chapter 3's ``conv_ae_32`` (:data:`~uvbook.recipes.CHAPTER3_MODELS`,
                        fed NumPy arrays through ``fit`` as Chapter 3 does) and the same
                        model fed by ``make_pipeline`` (the ``tf.data`` fast path).
 ``wgan``               Chapter 4's WGAN-GP (the article's ReLU MLPs, 5 critic steps of 16
@@ -53,11 +54,11 @@ of training clock. A reference trains for ``budget`` seconds; its *final quality
 its last evaluation; ``reference_seconds`` is the first evaluation at which it was
 already that good, ``uvbook_seconds`` the first evaluation at which uvbook was at
 least as good (an upper bound: the truth lies between it and the evaluation before),
-and the time-to-quality ratio is ``reference_seconds / uvbook_seconds`` (issue 9 asks
-for at least 2). A target uvbook does not reach within its budget gives the ratio
+and the time-to-quality ratio is ``reference_seconds / uvbook_seconds`` (above 1: uvbook
+reaches the reference's quality sooner). A target uvbook does not reach within its budget gives the ratio
 ``reference_seconds / budget`` with ``reached = False``, an upper bound.
 
-Then, per uvbook model, the fast paths issue 9 asks about are measured as throughput
+Then, per uvbook model, the usual fast paths are measured as throughput
 ratios against the default (graph mode, float32): XLA (``jit_compile=True``), mixed
 precision (``mixed_bfloat16``) and other batch sizes, alternating the variants in rounds;
 a variant's ratio is the median over rounds of its rate over the default's in the same
@@ -85,7 +86,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import sys
 import time
 import warnings
@@ -93,7 +93,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
+
+from uvbook import results
+from uvbook._io import atomic_write
+from uvbook.data import load_dataset, make_pipeline
+from uvbook.evaluate import domain_features, domain_frechet_distance
+from uvbook.models.autoencoder import Autoencoder
+from uvbook.models.classifier import build_cnn_classifier
+from uvbook.models.gan import WGANGP, build_mlp_discriminator, build_mlp_generator
+from uvbook.models.vae import binarize, build_vae
+from uvbook.modes import is_quick, set_seed
+from uvbook.recipes import (CHAPTER3_MODELS, CHAPTER3_TRAINING, DCGAN_CONFIG, FASHION_VAE_CONFIG, build_fashion_dcgan,
+                            domain_classifier, fashion_vae_sizes)
 
 FAMILIES = ("vae", "dcgan", "ae", "wgan")
 #: A training step slower than this many times the runner's median step (of its last 50) is
@@ -207,8 +221,6 @@ def settings_for(quick: bool | None = None, families: Sequence[str] | str | None
         ValueError: an unknown family or field, or a value out of range (the message
             names what was expected and what was given).
     """
-    from uvbook.modes import is_quick
-
     mode = "quick" if (is_quick() if quick is None else quick) else "full"
     sizes = SIZES[mode]
     s = Settings(mode=mode, budget=dict(sizes["budget"]),
@@ -267,10 +279,6 @@ class BenchData:
 
 def load_data(s: Settings, classifier=None) -> BenchData:
     """Fashion-MNIST for the run (``n_train`` training images, ``n_test`` test images)."""
-    from uvbook.data import load_dataset
-    from uvbook.evaluate import domain_features, domain_frechet_distance
-    from uvbook.models.vae import binarize
-
     x_train, _ = load_dataset("fashion_mnist", "train", n=s.n_train)
     x_test_all, _ = load_dataset("fashion_mnist", "test")
     x_test, _ = load_dataset("fashion_mnist", "test", n=min(s.n_test, len(x_test_all)))
@@ -287,12 +295,7 @@ def load_data(s: Settings, classifier=None) -> BenchData:
 
 def _classifier(s: Settings):
     if s.classifier == "domain":
-        from uvbook.evaluate import domain_classifier
-
         return domain_classifier(verbose=False)
-    from uvbook.models.classifier import build_cnn_classifier
-    from uvbook.modes import set_seed
-
     set_seed(0)
     return build_cnn_classifier(num_classes=10, width=8)
 
@@ -457,16 +460,12 @@ def _numpy_fit_dataset(x: np.ndarray, batch_size: int):
 
         return get_data_adapter(x, batch_size=batch_size, shuffle=True).get_tf_dataset()
     except Exception:  # noqa: BLE001 - a Keras without that internal: the plain equivalent
-        import tensorflow as tf
-
         return tf.data.Dataset.from_tensor_slices(x).shuffle(len(x)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 @contextlib.contextmanager
 def _precision(policy: str):
     """Build models under a Keras dtype policy, then restore the previous one."""
-    import keras
-
     if policy not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; got {policy!r}")
     previous = keras.config.dtype_policy()
@@ -486,8 +485,6 @@ def _vae_evaluator(encode: Callable, log_likelihood: Callable, data: BenchData, 
     ``encode(x) -> (mean, log_var)``; ``log_likelihood(x, z) -> (B,)`` summed over pixels.
     The KL is the closed form; the noise ``eps`` is the same for every model.
     """
-    import tensorflow as tf
-
     eps = np.random.default_rng(12345).standard_normal((len(data.x_test_bin), latent_dim)).astype(np.float32)
 
     @tf.function(reduce_retracing=True)
@@ -507,14 +504,10 @@ def _vae_evaluator(encode: Callable, log_likelihood: Callable, data: BenchData, 
 
 
 def _frechet_evaluator(generate: Callable[[], np.ndarray], data: BenchData) -> Callable[[], float]:
-    from uvbook.evaluate import domain_frechet_distance
-
     return lambda: domain_frechet_distance(data.classifier, generate(), data.test_features)
 
 
 def _mse_evaluator(model, data: BenchData, batch: int = 1000) -> Callable[[], float]:
-    import tensorflow as tf
-
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
     def evaluate() -> float:
@@ -549,13 +542,6 @@ def _runner_name(base: str, v: Variant) -> str:
 
 def uvbook_vae(data: BenchData, v: Variant = Variant()) -> Runner:
     """Chapter 5's conv VAE: ``build_vae(**FASHION_VAE_CONFIG)``, ``make_pipeline`` batches of 128."""
-    import keras
-    import tensorflow as tf
-
-    from uvbook.data import make_pipeline
-    from uvbook.models.vae import FASHION_VAE_CONFIG, build_vae, fashion_vae_sizes
-    from uvbook.modes import set_seed
-
     cfg = FASHION_VAE_CONFIG
     bs = v.batch_size or fashion_vae_sizes()["batch_size"]
     with _precision(v.precision):
@@ -576,12 +562,6 @@ def uvbook_vae(data: BenchData, v: Variant = Variant()) -> Runner:
 
 def uvbook_dcgan(data: BenchData, v: Variant = Variant(), n_frechet: int = 2000) -> Runner:
     """Chapter 4's DCGAN: ``build_fashion_dcgan(DCGAN_CONFIG)``, ``make_pipeline`` batches of 32."""
-    import keras
-
-    from uvbook.data import make_pipeline
-    from uvbook.models.gan import DCGAN_CONFIG, build_fashion_dcgan
-    from uvbook.modes import set_seed
-
     cfg = DCGAN_CONFIG
     bs = v.batch_size or cfg["batch_size"]
     with _precision(v.precision):
@@ -600,12 +580,6 @@ def uvbook_dcgan(data: BenchData, v: Variant = Variant(), n_frechet: int = 2000)
 
 def uvbook_wgan(data: BenchData, v: Variant = Variant(), n_frechet: int = 2000) -> Runner:
     """Chapter 4's WGAN-GP: the article's ReLU MLPs, 5 critic steps of 16 images, Adam(2e-4, 0.5, 0.9)."""
-    import keras
-
-    from uvbook.data import make_pipeline
-    from uvbook.models.gan import WGANGP, build_mlp_discriminator, build_mlp_generator
-    from uvbook.modes import set_seed
-
     latent, critic_steps = 100, 5
     bs = v.batch_size or 16 * critic_steps
     with _precision(v.precision):
@@ -624,12 +598,6 @@ def uvbook_wgan(data: BenchData, v: Variant = Variant(), n_frechet: int = 2000) 
 
 def uvbook_ae(data: BenchData, v: Variant = Variant()) -> Runner:
     """Chapter 3's ``conv_ae_32``: Adam(2e-3), batch 128, fed NumPy arrays through ``fit`` (or ``make_pipeline``)."""
-    import keras
-
-    from uvbook.data import make_pipeline
-    from uvbook.models.autoencoder import CHAPTER3_MODELS, CHAPTER3_TRAINING, Autoencoder
-    from uvbook.modes import set_seed
-
     arch = {k: val for k, val in CHAPTER3_MODELS["conv_ae_32"].items() if k != "class"}
     cfg = CHAPTER3_TRAINING
     bs = v.batch_size or cfg["batch_size"]
@@ -662,12 +630,7 @@ def cvae_tutorial(data: BenchData, latent_dim: int = 16) -> Runner:
     training images (the tutorial thresholds its images once at 0.5; this keeps static
     binarisation but draws it the way the test metric's images are drawn).
     """
-    import keras
-    import tensorflow as tf
     from keras import layers
-
-    from uvbook.modes import set_seed
-
     set_seed(0)
     encoder = keras.Sequential([keras.Input(shape=(28, 28, 1)),
                                 layers.Conv2D(32, 3, strides=2, activation="relu"),
@@ -728,12 +691,7 @@ def kerasio_vae(data: BenchData, latent_dim: int = 16) -> Runner:
     closed-form KL), ``Adam()`` and ``fit(x, batch_size=128)`` on a NumPy array. Latent 16
     instead of the example's 2; trained on the CVAE reference's fixed binarisation.
     """
-    import keras
-    import tensorflow as tf
     from keras import layers, ops
-
-    from uvbook.modes import set_seed
-
     class Sampling(layers.Layer):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
@@ -816,12 +774,7 @@ def dcgan_tutorial(data: BenchData, n_frechet: int = 2000) -> Runner:
     forward pass under two tapes, Adam 1e-4 for both, batch 256 and noise of 100, on
     images scaled to [-1, 1] (``from_tensor_slices -> shuffle -> batch``).
     """
-    import keras
-    import tensorflow as tf
     from keras import layers
-
-    from uvbook.modes import set_seed
-
     noise_dim, batch = 100, 256
     set_seed(0)
     generator = keras.Sequential([
@@ -1031,16 +984,7 @@ def _variant_sets(s: Settings, data: BenchData) -> dict[str, tuple[Callable[[Var
 
 def hardware() -> dict[str, Any]:
     """CPU model, cores, GPUs, TensorFlow and Keras versions, Python, OS and load average."""
-    import keras
-    import tensorflow as tf
-
-    try:
-        from uvbook.results import hardware as results_hardware
-
-        info = dict(results_hardware())
-    except ImportError:
-        info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                "python": platform.python_version(), "platform": platform.platform()}
+    info = dict(results.hardware())
     info["tensorflow"] = tf.__version__
     info["keras"] = keras.__version__
     info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
@@ -1061,8 +1005,6 @@ def run(s: Settings | None = None, classifier=None, log: Callable[[str], None] |
     ``classifier``: a model with a ``"features"`` layer for the Fréchet distances
     (default: the domain classifier, or an untrained CNN with ``s.classifier == "untrained"``).
     """
-    import tensorflow as tf
-
     s = s or settings_for()
     log = log or _log
     tf.get_logger().setLevel("ERROR")
@@ -1219,34 +1161,20 @@ def format_report(result: dict[str, Any]) -> str:
 def save(result: dict[str, Any], out: str | os.PathLike | None, record: bool = True) -> list[str]:
     """Write ``result`` as JSON to ``out`` and its :func:`headline` numbers to the results record.
 
-    Returns where they went. The record is :mod:`uvbook.results` (when importable); without
-    it, the JSON file is the only output.
+    Returns where they went. The record is :mod:`uvbook.results`, in the run's own mode.
     """
     written = []
     if out is not None:
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=1, default=_json_default), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, indent=1, default=_json_default),
+                                                      encoding="utf-8"), suffix=".tmp")
         written.append(str(path))
     if record:
-        try:
-            from uvbook import results
-        except ImportError:
-            return written
         notes = _notes(result)
         # the record of the run's mode, whatever UVBOOK_QUICK says (`--quick` may be given without it)
-        saved = os.environ.get("UVBOOK_QUICK")
-        os.environ["UVBOOK_QUICK"] = "1" if result["mode"] == "quick" else "0"
-        try:
-            for key, value in result["ratios"].items():
-                path = results.record(key, value, notes.get(key))
-        finally:
-            if saved is None:
-                os.environ.pop("UVBOOK_QUICK", None)
-            else:
-                os.environ["UVBOOK_QUICK"] = saved
+        for key, value in result["ratios"].items():
+            path = results.record(key, value, notes.get(key), mode=result["mode"])
         if result["ratios"]:
             written.append(str(path))
     return written
@@ -1279,13 +1207,13 @@ def _json_default(obj):
 # --------------------------------------------------------------------------- command line
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m uvbook.bench``: run the benchmark, print its tables, save the numbers.
+    """``python -m benchmarks``: run the benchmark, print its tables, save the numbers.
 
     Raises:
         ValueError: a bad argument (naming what was expected and what was given).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m uvbook.bench", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
                                      allow_abbrev=False, exit_on_error=False)
     parser.add_argument("--quick", action="store_true", help="tiny budgets, under a minute (also UVBOOK_QUICK=1)")
     parser.add_argument("--families", default=None, help=f"comma-separated subset of {','.join(FAMILIES)}")
@@ -1309,9 +1237,9 @@ def main(argv: list[str] | None = None) -> int:
         args, unknown = parser.parse_known_args(argv)
     except argparse.ArgumentError as err:
         raise ValueError(f"bad arguments {argv}: {err}; expected the options of "
-                         "`python -m uvbook.bench --help`") from err
+                         "`python -m benchmarks --help`") from err
     if unknown:
-        raise ValueError(f"unknown arguments {unknown}; expected the options of `python -m uvbook.bench --help`")
+        raise ValueError(f"unknown arguments {unknown}; expected the options of `python -m benchmarks --help`")
     overrides: dict[str, Any] = {}
     for name in ("n_train", "n_test", "n_frechet", "slice_s", "ae_target", "wgan_target", "classifier", "evals"):
         value = getattr(args, name)

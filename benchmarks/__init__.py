@@ -1,0 +1,1 @@
+"""Benchmarks of uvbook, kept outside the package: ``python -m benchmarks --help``."""

@@ -1,0 +1,545 @@
+"""Every model the book trains, from one config each: trained once, cached, then loaded by any chapter.
+
+Each recipe is a config (a module-level dict), a function giving its sizes in the current
+mode (quick or full) and a ``train_*`` function that builds, fits and caches the model
+through :func:`uvbook.train.train_or_load`: the first chapter that calls it trains the model,
+every later call (another chapter, a rerun) loads the same weights.
+
+==========================================  ==========================  ===========
+recipe                                      model                       trained in
+==========================================  ==========================  ===========
+:func:`train_fashion_cnn`                   Chapter 2's CNN             Chapter 2
+:func:`chapter3_model`                      two conv autoencoders       Chapter 3
+:func:`train_gan`, :func:`train_fashion_dcgan`  the GANs, the DCGAN     Chapter 4
+:func:`train_fashion_vae`                   the conv VAE                Chapter 5
+:func:`train_fashion_simclr`                SimCLR                      Chapter 6
+:func:`train_few_label_classifier`          the few-label classifiers   Chapter 7
+==========================================  ==========================  ===========
+
+The cache keys keep the strings they had before the recipes moved here (for example
+``"uvbook.models.gan.build_fashion_dcgan"``): they name what was trained, and changing
+them would retrain every cached model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from uvbook.callbacks import CollapseGuard, EpochLog, FrechetMonitor, NeighbourMonitor, WatchAccuracy, resumable
+from uvbook.data import few_labels, load_dataset, make_pipeline, stratified_subset
+from uvbook.evaluate import domain_features, domain_frechet_distance
+from uvbook.models.autoencoder import Autoencoder, DenoisingAutoencoder
+from uvbook.models.classifier import build_cnn_classifier
+from uvbook.models.contrastive import SimCLR, build_simclr
+from uvbook.models.gan import GAN, WGANGP, build_dcgan_discriminator, build_dcgan_generator
+from uvbook.models.semisup import FixMatch, semisup_pipeline, weak_augment
+from uvbook.models.vae import VAE, binarize, build_vae
+from uvbook.modes import by_mode, set_seed
+from uvbook.train import train_or_load, weights_digest
+from uvbook.validate import check_images, check_positive_int
+
+
+def progress(name: str, verbose: bool) -> list[keras.callbacks.Callback]:
+    """The callbacks that show a recipe's training: one :class:`~uvbook.callbacks.EpochLog` line an
+    epoch when ``verbose``, nothing otherwise."""
+    return [EpochLog(name)] if verbose else []
+
+
+# --------------------------------------------------------------------------- Chapter 2: the supervised CNN (also the domain classifier of Chapters 4 and 6)
+
+DOMAIN_CLASSIFIER_NAME = "fashion_mnist_domain_classifier"
+
+
+def fashion_cnn_sizes() -> dict:
+    """Training sizes of :func:`train_fashion_cnn` in the current mode (Chapter 2).
+
+    Full mode: all 60,000 training images, 5,000 of them held out as a stratified
+    validation split, 3 epochs (0.917 test accuracy in the book's full build). Quick
+    mode: a 6,000-image subset with 600 held out, 2 epochs.
+    """
+    return {"n_train": by_mode(quick=6000, full=None), "n_val": by_mode(quick=600, full=5000),
+            "epochs": by_mode(quick=2, full=3), "batch_size": 128, "adam_lr": 1e-3,
+            "bn_momentum": 0.9, "seed": 0}
+
+
+def fashion_cnn_split(n_train: int | None, n_val: int):
+    """``(x_fit, y_fit, x_val, y_val)``: Fashion-MNIST's training set (or its stratified
+    ``n_train`` subset), minus a stratified validation split of ``n_val`` images drawn
+    with seed 0. Chapter 2 shows this split; :func:`train_fashion_cnn` trains on it.
+    """
+    if n_train is not None:
+        check_positive_int(n_train, "n_train")
+    check_positive_int(n_val, "n_val")
+    x, y = load_dataset("fashion_mnist", "train", n=n_train)
+    if n_val >= len(y):
+        raise ValueError(f"n_val must be smaller than the {len(y)} training images; got {n_val}")
+    is_val = np.zeros(len(y), dtype=bool)
+    is_val[stratified_subset(y, n_val, seed=0)] = True
+    return x[~is_val], y[~is_val], x[is_val], y[is_val]
+
+
+def build_fashion_cnn(bn_momentum: float = 0.9, seed: int = 0):
+    """The untrained Chapter-2 CNN (:func:`uvbook.models.classifier.build_cnn_classifier`) with its
+    batch-normalisation momentum set to ``bn_momentum`` (see Chapter 2, "Batch
+    normalisation in short runs")."""
+
+
+    if not 0.0 <= bn_momentum < 1.0:
+        raise ValueError(f"bn_momentum must be in [0, 1); got {bn_momentum!r}")
+    set_seed(seed)
+    model = build_cnn_classifier(num_classes=10)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum
+    return model
+
+
+def train_fashion_cnn(n_train: int | None | str = "auto", n_val: int | str = "auto",
+                      epochs: int | None = None, batch_size: int = 128, folder=None,
+                      verbose: bool = True):
+    """Chapter 2's supervised CNN, trained once and cached: returns ``(model, history)``.
+
+    :func:`build_fashion_cnn` trained on :func:`fashion_cnn_split` with Adam (learning
+    rate 1e-3 decayed to 0 along a cosine), the validation split evaluated after every
+    epoch (``history`` has ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``).
+    Trained through :func:`uvbook.train.train_or_load`, so Chapter 2 trains it and
+    Chapters 4 and 6 load the same weights as :func:`domain_classifier`; a missing or
+    corrupt cache entry is retrained. ``"auto"`` sizes come from :func:`fashion_cnn_sizes`;
+    with an explicit ``n_train`` the default ``n_val`` is a tenth of it.
+    """
+
+
+    sizes = fashion_cnn_sizes()
+    auto_train = isinstance(n_train, str) and n_train == "auto"
+    if auto_train:
+        n_train = sizes["n_train"]
+    elif n_train is not None:
+        check_positive_int(n_train, "n_train")
+    if isinstance(n_val, str) and n_val == "auto":
+        n_val = sizes["n_val"] if auto_train else max(10, (n_train or 60000) // 10)
+    check_positive_int(n_val, "n_val")
+    epochs = sizes["epochs"] if epochs is None else epochs
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
+    lr, momentum, seed = sizes["adam_lr"], sizes["bn_momentum"], sizes["seed"]
+
+    def build():
+        return build_fashion_cnn(momentum, seed=seed)
+
+    def train(model, backup=None):
+        x_fit, y_fit, x_val, y_val = fashion_cnn_split(n_train, n_val)
+        steps = epochs * int(np.ceil(len(x_fit) / batch_size))
+        model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps)),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        data = make_pipeline(x_fit, y_fit, batch_size=batch_size, seed=seed)
+        val = make_pipeline(x_val, y_val, batch_size=batch_size, shuffle=False)
+        return model.fit(data, validation_data=val, epochs=epochs, shuffle=False,
+                         verbose=0, callbacks=[*progress(DOMAIN_CLASSIFIER_NAME, verbose), *resumable(backup, data=data)])
+
+    key = {"model": "build_cnn_classifier(num_classes=10)", "data": "fashion_mnist/train",
+           "n_train": n_train, "n_val": n_val, "split_seed": 0, "epochs": epochs,
+           "batch_size": batch_size, "adam_lr": lr, "schedule": "cosine", "bn_momentum": momentum,
+           "seed": seed}
+    return train_or_load(DOMAIN_CLASSIFIER_NAME, build, train, key, folder=folder, verbose=verbose)
+
+
+def domain_classifier(n_train: int | None | str = "auto", epochs: int | None = None, batch_size: int = 128,
+                      folder=None, verbose: bool = True):
+    """The Chapter-2 CNN of :func:`train_fashion_cnn` (trained once, cached as a ``.keras`` file).
+
+    Every chapter calling ``domain_classifier()`` gets the network Chapter 2 trained, with
+    the mode's sizes (:func:`fashion_cnn_sizes`). Its penultimate ``"features"`` layer
+    (128 ReLU units) is the feature space of :func:`domain_frechet_distance`; its
+    predictions give :func:`class_coverage`.
+    """
+    model, _ = train_fashion_cnn(n_train=n_train, epochs=epochs, batch_size=batch_size,
+                                 folder=folder, verbose=verbose)
+    return model
+
+
+# --------------------------------------------------------------------------- Chapter 3: the autoencoders that Chapter 6 reuses
+
+#: The two models that Chapter 3 trains and Chapter 6 reuses, by name, with their architecture.
+CHAPTER3_MODELS = {
+    "conv_ae_32": {"class": "Autoencoder", "code_dim": 32, "filters": (16, 32), "dense_units": 256},
+    "denoising_ae_32": {"class": "DenoisingAutoencoder", "code_dim": 32, "filters": (16, 32),
+                        "dense_units": 256, "noise": "gaussian", "noise_level": 0.3},
+}
+#: How the models of ``CHAPTER3_MODELS`` are trained (Adam, MSE per pixel) on Fashion-MNIST's
+#: training split, all of it in full mode and a fixed stratified subset in quick mode.
+CHAPTER3_TRAINING = {"dataset": "fashion_mnist", "n_train": {"quick": 3000, "full": None},
+                     "epochs": {"quick": 10, "full": 6}, "batch_size": 128, "learning_rate": 2e-3,
+                     "seed": 0}
+
+
+def chapter3_model(name: str, verbose: bool = True):
+    """``(model, history)`` of one of :data:`CHAPTER3_MODELS`, loaded from uvbook's cache or trained.
+
+    Chapter 3 trains them; Chapter 6 calls this with the same name and gets the same
+    weights from the cache (the key holds the architecture, the data, the training
+    settings and the mode; see :func:`uvbook.train.train_or_load`).
+    """
+    if name not in CHAPTER3_MODELS:
+        raise ValueError(f"name must be one of {tuple(CHAPTER3_MODELS)}; got {name!r}")
+    arch = dict(CHAPTER3_MODELS[name])
+    cfg = CHAPTER3_TRAINING
+    n_train = by_mode(**cfg["n_train"])
+    epochs = by_mode(**cfg["epochs"])
+    key = {"model": name, **arch, "dataset": cfg["dataset"], "split": "train", "n_train": n_train,
+           "subset_seed": 0, "epochs": epochs, "batch_size": cfg["batch_size"],
+           "optimizer": "adam", "learning_rate": cfg["learning_rate"], "seed": cfg["seed"]}
+    cls = {"Autoencoder": Autoencoder, "DenoisingAutoencoder": DenoisingAutoencoder}[arch.pop("class")]
+
+    def build():
+        set_seed(cfg["seed"])
+        extra = {"seed": cfg["seed"]} if cls is DenoisingAutoencoder else {}
+        model = cls.conv(**arch, **extra)
+        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
+        return model
+
+    def train(model, backup=None):
+        x, _ = load_dataset(cfg["dataset"], "train", n=n_train, seed=0)
+        return model.fit(x, epochs=epochs, batch_size=cfg["batch_size"], shuffle=True,
+                         verbose=0, callbacks=[*progress(name, verbose), *resumable(backup)])
+
+    return train_or_load(name, build, train, key, verbose=verbose)
+
+
+# --------------------------------------------------------------------------- Chapter 4: GANs
+
+def train_gan(name: str, build: Callable[[], GAN], images: np.ndarray, epochs: int, batch_size: int,
+              key: Mapping[str, Any], callbacks: Sequence[keras.callbacks.Callback] = (),
+              distance: Callable[[np.ndarray], float] | None = None, monitor_samples: int = 2000,
+              seed: int = 0, folder=None, verbose: bool = True,
+              collapse_patience: int = 100) -> tuple[GAN, dict[str, list[float]]]:
+    """Train a GAN on ``images`` in [0, 1], or load it: :func:`uvbook.train.train_or_load` with ``key``.
+
+    ``build`` returns the compiled, untrained model. The cache key is ``key`` plus the
+    number of images, ``epochs``, ``batch_size`` and ``seed`` (which also seeds Keras
+    before ``build``). A :class:`FrechetMonitor` writes ``"elapsed"`` (and ``"frechet"``
+    when ``distance`` is given) into the history, so a loaded model reports the time and
+    the curve of its original training. ``callbacks`` (e.g. a :class:`SampleGrid`) only
+    run when the model is trained.
+
+    Training goes through :func:`uvbook.callbacks.resumable`: it is checkpointed after
+    every epoch and an interrupted run resumes from its last complete epoch; a NaN or
+    infinite loss stops it with :class:`uvbook.callbacks.TrainingDiverged`. For a
+    :class:`GAN` (not a WGAN-GP), a :class:`uvbook.callbacks.CollapseGuard` warns when
+    mean D(G(z)) stays below 0.01 for ``collapse_patience`` consecutive steps and marks
+    those epochs with ``d_collapsed`` = 1.0 in the history.
+    """
+    images = check_images(images, "images")
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(collapse_patience, "collapse_patience")
+
+    def make():
+        set_seed(seed)
+        return build()
+
+    def fit(gan, backup=None):
+        monitor = FrechetMonitor(distance, n=monitor_samples)
+        data = make_pipeline(images, batch_size=batch_size, seed=seed)
+        # D(fake) is a probability for a GAN, an unbounded score for a WGAN critic
+        guards = [] if isinstance(gan, WGANGP) else [CollapseGuard(patience=collapse_patience)]
+        return gan.fit(data, epochs=epochs, verbose=0,
+                       callbacks=[monitor, *callbacks, *guards, *progress(name, verbose),
+                                  *resumable(backup, data=data)])
+
+    full_key = {**dict(key), "n_images": len(images), "epochs": epochs, "batch_size": batch_size, "seed": seed}
+    return train_or_load(name, make, fit, full_key, folder=folder, verbose=verbose)
+
+
+DCGAN_CONFIG = {"latent_dim": 64, "g_filters": (64, 32), "d_filters": (64, 128),
+                "adam": (2e-4, 0.5), "batch_size": 32}
+DCGAN_EPOCHS = 5  # full mode; quick mode trains 2
+
+
+def build_fashion_dcgan(latent_dim: int = 64, g_filters: Sequence[int] = (64, 32),
+                        d_filters: Sequence[int] = (64, 128), lr: float = 2e-4, beta_1: float = 0.5) -> GAN:
+    """The compiled DCGAN of Chapter 4 (non-saturating loss, Adam(2e-4, beta_1=0.5) for both players)."""
+    gan = GAN(build_dcgan_generator(latent_dim, filters=g_filters), build_dcgan_discriminator(filters=d_filters),
+              latent_dim, seed=0)
+    gan.compile(d_optimizer=keras.optimizers.Adam(lr, beta_1=beta_1),
+                g_optimizer=keras.optimizers.Adam(lr, beta_1=beta_1))
+    return gan
+
+
+def train_fashion_dcgan(epochs: int | None = None, n_train: int | None | str = "auto",
+                        callbacks: Sequence[keras.callbacks.Callback] = (), folder=None,
+                        verbose: bool = True) -> tuple[GAN, dict[str, list[float]]]:
+    """The DCGAN of Chapter 4 on Fashion-MNIST, trained once and cached; Chapter 6 reuses its discriminator.
+
+    Defaults depend on the mode (full: all 60,000 training images and the chapter's
+    epochs; quick: an 8,000-image subset, 2 epochs), so that Chapters 4 and 6 share one
+    cache entry. The history holds ``"frechet"``: the Fréchet distance on the domain
+    classifier's features (:func:`uvbook.evaluate.domain_frechet_distance`) of 2,000
+    samples (500 in quick mode) to the Fashion-MNIST test set, after every epoch.
+    """
+    epochs = by_mode(quick=2, full=DCGAN_EPOCHS) if epochs is None else epochs
+    if isinstance(n_train, str) and n_train == "auto":
+        n_train = by_mode(quick=8000, full=None)
+    check_positive_int(epochs, "epochs")  # before anything is loaded or trained
+    if n_train is not None:
+        check_positive_int(n_train, "n_train")
+    x, _ = load_dataset("fashion_mnist", "train", n=n_train)
+    classifier = domain_classifier(verbose=verbose)
+    reference = []  # the test set's features, computed on the first call: a cache hit never needs them
+
+    def distance(images):
+        if not reference:
+            reference.append(domain_features(classifier, load_dataset("fashion_mnist", "test")[0]))
+        return domain_frechet_distance(classifier, images, reference[0])
+
+    cfg = DCGAN_CONFIG
+    key = {"model": "uvbook.models.gan.build_fashion_dcgan", **{k: v for k, v in cfg.items() if k != "batch_size"},
+           "data": "fashion_mnist/train", "n_train": n_train,
+           "scored_by": weights_digest(classifier)}  # the history's Fréchet curve depends on the ruler
+    return train_gan("dcgan_fashion_mnist",
+                     lambda: build_fashion_dcgan(cfg["latent_dim"], cfg["g_filters"], cfg["d_filters"], *cfg["adam"]),
+                     x, epochs, cfg["batch_size"], key, callbacks=callbacks,
+                     distance=distance,
+                     monitor_samples=by_mode(quick=500, full=2000), folder=folder, verbose=verbose)
+
+
+# --------------------------------------------------------------------------- Chapter 5: the VAE that Chapter 6 reuses
+
+#: The conv VAE of Chapter 5 that Chapter 6 takes features from (``z_mean``).
+FASHION_VAE_CONFIG = {"latent_dim": 16, "architecture": "conv", "filters": (32, 64), "dense_units": 256,
+                      "beta": 1.0, "binarize": True, "learning_rate": 1e-3}
+
+
+def fashion_vae_sizes() -> dict:
+    """Training sizes of :func:`train_fashion_vae` in the current mode (quick or full)."""
+    return {"n_train": by_mode(quick=3000, full=None), "n_val": by_mode(quick=1000, full=None),
+            "epochs": by_mode(quick=3, full=8), "batch_size": 128, "seed": 0}
+
+
+def train_fashion_vae(verbose: bool = True) -> tuple[VAE, dict[str, list[float]]]:
+    """Chapter 5's conv VAE on Fashion-MNIST: trained once, then loaded by any chapter.
+
+    :data:`FASHION_VAE_CONFIG`, trained with dynamic binarisation on the training set
+    (:func:`fashion_vae_sizes` for the mode), validated on the test set binarised once
+    with seed 0. Cached by :func:`uvbook.train.train_or_load` under an explicit key, so
+    Chapter 6 calling this function gets the very weights Chapter 5 trained.
+    """
+    sizes = fashion_vae_sizes()
+    key = {"model": "uvbook.models.vae.VAE", "config": FASHION_VAE_CONFIG,
+           "data": "fashion_mnist train (stratified subset n_train; None = all), dynamically binarised",
+           "validation": "fashion_mnist test (n_val) binarised with seed 0", **sizes}
+
+    def build() -> VAE:
+        set_seed(sizes["seed"])
+        return build_vae(seed=sizes["seed"], name="fashion_vae", **FASHION_VAE_CONFIG)
+
+    def fit(model: VAE, backup=None):
+        x, _ = load_dataset("fashion_mnist", "train", n=sizes["n_train"])
+        x_val, _ = load_dataset("fashion_mnist", "test", n=sizes["n_val"])
+        train = make_pipeline(x, batch_size=sizes["batch_size"], seed=sizes["seed"])
+        val = make_pipeline(binarize(x_val, seed=0), batch_size=1000, shuffle=False)
+        return model.fit(train, epochs=sizes["epochs"], validation_data=val, verbose=0,
+                         callbacks=[*progress("fashion_vae", verbose), *resumable(backup, data=train)])
+
+    return train_or_load("fashion_vae", build, fit, key, verbose=verbose)
+
+
+# --------------------------------------------------------------------------- Chapter 6: SimCLR (and Chapters 7, 8)
+
+#: The settings of the SimCLR that Chapter 6 trains (encoder, head, loss, augmentations, Adam).
+FASHION_SIMCLR_CONFIG = {"filters": (32, 64), "head_hidden": (256, 128), "projection_dim": 128,
+                         "head_batchnorm": True, "temperature": 0.2, "crop_scale": (0.2, 1.0), "flip": True,
+                         "jitter": 0.4, "learning_rate": 1e-3, "warmup_fraction": 0.05}
+
+
+def fashion_simclr_sizes() -> dict:
+    """Training sizes of :func:`train_fashion_simclr` in the current mode (quick or full).
+
+    ``n_train`` training images (a stratified subset; None: all 60,000), of which
+    ``n_monitor`` (stratified, seed 0) are held out of training and only watched:
+    :class:`NeighbourMonitor` reports their k-NN accuracy every epoch.
+    """
+    return {"n_train": by_mode(quick=2000, full=None), "n_monitor": by_mode(quick=400, full=5000),
+            "epochs": by_mode(quick=2, full=10), "batch_size": 256, "seed": 0}
+
+
+def fashion_simclr_split(n_train: int | None, n_monitor: int):
+    """``(x_fit, x_monitor, y_monitor)``: the images SimCLR trains on (no labels) and the held-out
+    images whose k-NN accuracy the monitor reports."""
+    x, y = load_dataset("fashion_mnist", "train", n=n_train)
+    check_positive_int(n_monitor, "n_monitor")
+    if n_monitor >= len(y):
+        raise ValueError(f"n_monitor must be smaller than the {len(y)} training images; got {n_monitor}")
+    watched = np.zeros(len(y), dtype=bool)
+    watched[stratified_subset(y, n_monitor, seed=0)] = True
+    return x[~watched], x[watched], y[watched]
+
+
+def train_fashion_simclr(verbose: bool = True) -> tuple[SimCLR, dict[str, list[float]]]:
+    """Chapter 6's SimCLR on Fashion-MNIST: trained once, then loaded by any chapter.
+
+    :data:`FASHION_SIMCLR_CONFIG` trained on the training images without labels
+    (:func:`fashion_simclr_sizes` for the mode, :func:`fashion_simclr_split` for the images),
+    cached by :func:`uvbook.train.train_or_load` under an explicit key, so that Chapters 7 and 8
+    calling this function gets the very weights Chapter 6 trained. The history has the
+    loss, the contrastive accuracy, ``knn_accuracy`` of the held-out images and the
+    ``elapsed`` training seconds, per epoch; ``verbose`` prints one line an epoch.
+    Features: :meth:`SimCLR.encode`.
+    """
+    sizes = fashion_simclr_sizes()
+    key = {"model": "uvbook.models.contrastive.SimCLR (conv trunk encoder)", "config": FASHION_SIMCLR_CONFIG,
+           "data": "fashion_mnist train images (stratified subset n_train; None = all) less n_monitor, no labels",
+           **sizes}
+    x_fit, x_watch, y_watch = fashion_simclr_split(sizes["n_train"], sizes["n_monitor"])
+    steps = sizes["epochs"] * math.ceil(len(x_fit) / sizes["batch_size"])
+
+    def build() -> SimCLR:
+        set_seed(sizes["seed"])
+        return build_simclr(seed=sizes["seed"], name="fashion_simclr", total_steps=steps, **FASHION_SIMCLR_CONFIG)
+
+    def fit(model: SimCLR, backup=None):
+        data = make_pipeline(x_fit, batch_size=sizes["batch_size"], seed=sizes["seed"])
+        monitor = NeighbourMonitor(x_watch, y_watch, k=5)
+        return model.fit(data, epochs=sizes["epochs"], verbose=0,
+                         callbacks=[monitor, *progress("fashion_simclr", verbose), *resumable(backup, data=data)])
+
+    return train_or_load("fashion_simclr", build, fit, key, verbose=verbose)
+
+
+# --------------------------------------------------------------------------- Chapter 7: the few-label classifiers
+
+#: FixMatch as Chapter 7 trains it (Sohn et al. 2020's threshold, ratio and weight; Adam
+#: instead of their SGD, whose schedule is set for a million steps).
+FIXMATCH_CONFIG = {"threshold": 0.95, "unlabelled_weight": 1.0, "ratio": 7, "batch_size": 32,
+                   "learning_rate": 1e-3, "shift": 2, "crop_scale": (0.3, 1.0), "jitter": 0.5, "cutout": 10,
+                   "head_dropout": 0.3}
+
+#: The methods :func:`train_few_label_classifier` trains: which network, from where, on what.
+METHODS = {
+    "supervised": "Chapter 2's CNN from scratch, labelled images only (weak augmentation)",
+    "finetune": "Chapter 6's SimCLR encoder and a linear layer, fine-tuned on the labelled images only",
+    "fixmatch": "Chapter 6's SimCLR encoder and a linear layer, trained by FixMatch on both",
+}
+
+
+def semisup_sizes() -> dict:
+    """Chapter 7's sizes in the current mode: ``n_train`` training images (a stratified subset in
+    quick mode, as in Chapter 6; None: all 60,000), ``n_watch`` of them held out and only watched
+    (their accuracy is the training curve), the labelled-only runs' ``supervised_steps`` and
+    FixMatch's ``steps``, with a report every ``report_every`` steps."""
+    return {"n_train": by_mode(quick=3000, full=None), "n_watch": by_mode(quick=300, full=5000),
+            "supervised_steps": by_mode(quick=40, full=300), "supervised_batch": 32,
+            "steps": by_mode(quick=60, full=1000), "report_every": by_mode(quick=30, full=200)}
+
+
+def semisup_split(per_class: int, seed: int, n_train: int | None = None, n_watch: int = 5000) -> dict:
+    """The images of one few-label run, as arrays: ``x_l, y_l`` (``per_class`` labelled images a
+    class, drawn by :func:`uvbook.data.few_labels` with ``seed`` exactly as Chapter 6 draws
+    them), ``x_u`` (every other training image) with ``y_u``, their labels, which no method
+    sees (the chapter uses them only to check pseudo-labels), and ``x_watch, y_watch``: a
+    stratified set of ``n_watch`` training images (seed 0; Chapter 6's held-out set in full
+    mode), kept out of both, whose labels only report progress."""
+    x, y = load_dataset("fashion_mnist", "train", n=n_train)
+    check_positive_int(n_watch, "n_watch")
+    labelled = np.zeros(len(y), dtype=bool)
+    labelled[few_labels(y, per_class, seed=seed)] = True
+    watched = np.zeros(len(y), dtype=bool)
+    watched[stratified_subset(y, n_watch, seed=0)] = True
+    watched &= ~labelled
+    rest = ~labelled & ~watched
+    return {"x_l": x[labelled], "y_l": y[labelled], "x_u": x[rest], "y_u": y[rest],
+            "x_watch": x[watched], "y_watch": y[watched]}
+
+
+def build_few_label_classifier(encoder: keras.Model | None = None, dropout: float = 0.3,
+                               seed: int = 0) -> keras.Model:
+    """The network a few-label method trains, with logits out: Chapter 2's CNN from scratch when
+    ``encoder`` is None (batch-normalisation momentum 0.9, as Chapter 2 sets it for short runs), else a copy of ``encoder`` (its weights too) with dropout and a linear
+    layer on top."""
+    set_seed(seed)
+    if encoder is None:
+        model = build_cnn_classifier(logits=True)
+        for layer in model.layers:       # short runs: batch statistics that keep up (Chapter 2)
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.9
+        return model
+    copy = keras.models.clone_model(encoder)
+    copy.set_weights(encoder.get_weights())
+    inputs = keras.Input(shape=tuple(encoder.inputs[0].shape[1:]), name="image")
+    h = keras.layers.Dropout(dropout, name="dropout")(copy(inputs))
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(h), name="finetuned_encoder")
+
+
+def train_few_label_classifier(method: str, per_class: int, seed: int,
+                               verbose: bool = True) -> tuple[keras.Model, dict[str, list[float]]]:
+    """One of Chapter 7's trained methods (:data:`METHODS`) on one labelled draw: ``(classifier,
+    history)``, trained once and cached (:func:`uvbook.train.train_or_load`).
+
+    ``"supervised"`` and ``"finetune"`` train on the labelled images alone with
+    :func:`weak_augment` (``supervised_steps`` steps of Adam, cosine decay); ``"fixmatch"``
+    trains :class:`FixMatch` with :data:`FIXMATCH_CONFIG` for ``steps`` steps. Both start from
+    Chapter 6's SimCLR encoder, loaded or trained by
+    :func:`uvbook.recipes.train_fashion_simclr`. ``verbose`` prints a line per
+    report with the held-out accuracy.
+
+    Raises:
+        ValueError: an unknown ``method``, or a ``per_class`` the classes cannot supply.
+    """
+
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}; got {method!r}")
+    check_positive_int(per_class, "per_class")
+    name = f"ch7_{method}_k{per_class}_s{seed}"
+    sizes = semisup_sizes()
+    data = semisup_split(per_class, seed, sizes["n_train"], sizes["n_watch"])
+    encoder = None
+    key = {"method": method, "network": METHODS[method], "bn_momentum": 0.9, "per_class": per_class,
+           "seed": seed, "sizes": sizes,
+           "data": "fashion_mnist train: few_labels(per_class, seed) labelled, stratified n_watch watched, "
+                   "the rest unlabelled"}
+    if method != "supervised":
+
+        encoder = train_fashion_simclr(verbose=False)[0].encoder
+        key["encoder"] = weights_digest(encoder)
+    if method == "fixmatch":
+        key["config"] = FIXMATCH_CONFIG
+    cfg = FIXMATCH_CONFIG
+    if method == "fixmatch":
+        steps, every = sizes["steps"], sizes["report_every"]
+    else:
+        steps, every = sizes["supervised_steps"], max(1, sizes["supervised_steps"] // 4)
+
+    def build() -> keras.Model:
+        classifier = build_few_label_classifier(encoder, cfg["head_dropout"], seed=seed)
+        rate = keras.optimizers.schedules.CosineDecay(cfg["learning_rate"], steps)
+        if method == "fixmatch":
+            model = FixMatch(classifier, threshold=cfg["threshold"], unlabelled_weight=cfg["unlabelled_weight"],
+                             shift=cfg["shift"], crop_scale=cfg["crop_scale"], jitter=cfg["jitter"],
+                             cutout=cfg["cutout"], seed=seed, name="fixmatch")
+            model.compile(optimizer=keras.optimizers.Adam(rate))
+            return model
+        classifier.compile(optimizer=keras.optimizers.Adam(rate), metrics=["accuracy"],
+                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return classifier
+
+    def fit(model: keras.Model, backup=None):
+        if method == "fixmatch":
+            batches = semisup_pipeline(data["x_l"], data["y_l"], data["x_u"], cfg["batch_size"], cfg["ratio"],
+                                       seed=seed, n_classes=10).repeat()
+        else:
+            gen = keras.random.SeedGenerator(seed)
+            batches = (tf.data.Dataset.from_tensor_slices((data["x_l"], data["y_l"]))
+                       .shuffle(len(data["y_l"]), seed=seed).repeat().batch(sizes["supervised_batch"])
+                       .map(lambda x, y: (weak_augment(x, gen, cfg["shift"]), y)))
+        watch = WatchAccuracy(data["x_watch"], data["y_watch"])
+        return model.fit(batches, epochs=steps // every, steps_per_epoch=every, verbose=0,
+                         callbacks=[watch, *progress(name, verbose), *resumable(backup)])
+
+    model, history = train_or_load(name, build, fit, key, verbose=verbose)
+    return getattr(model, "classifier", model), history
