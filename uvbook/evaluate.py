@@ -632,6 +632,26 @@ def _check_same_shape(x, x_hat) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float64), x_hat.astype(np.float64)
 
 
+def pca_reconstruct(x, mean, components, k: int) -> np.ndarray:
+    """Project ``x`` on the first ``k`` principal directions and map it back: ``mean + (x - mean) W^T W``.
+
+    ``x`` is a batch of images or of flattened images; ``mean`` (d,) and ``components``
+    (rows: orthonormal directions, largest variance first, e.g. scikit-learn's
+    ``PCA.components_``) come from a fit on training images. Returns an array shaped like ``x``
+    (Chapters 1 and 3: the optimal linear code of size ``k``).
+    """
+    x = np.asarray(x)
+    flat = x.reshape(len(x), -1)
+    mean, components = np.asarray(mean), np.asarray(components)
+    if components.ndim != 2 or components.shape[1] != flat.shape[1] or mean.shape != (flat.shape[1],):
+        raise ValueError(f"mean must have shape ({flat.shape[1]},) and components shape (n, {flat.shape[1]}) "
+                         f"for images of {flat.shape[1]} pixels; got {mean.shape} and {components.shape}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= len(components):
+        raise ValueError(f"k must be an integer from 0 to {len(components)}; got {k!r}")
+    w = components[:k]
+    return (((flat - mean) @ w.T) @ w + mean).reshape(x.shape)
+
+
 def reconstruction_mse(x, x_hat, per_image: bool = False):
     """Mean squared error per pixel between images ``x`` and reconstructions ``x_hat``.
 

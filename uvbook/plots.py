@@ -65,8 +65,13 @@ def loss_curves(history: Mapping[str, Sequence[float]], keys: Sequence[str] | No
 
 
 def scatter_by_class(points, labels, class_names: Sequence[str] | None = None,
-                     title: str | None = None, s: float = 3.0) -> plt.Figure:
-    """Scatter 2-D points coloured by class, with a legend of class names."""
+                     title: str | None = None, s: float = 3.0, ax: plt.Axes | None = None,
+                     legend: bool = True) -> plt.Figure:
+    """Scatter 2-D points coloured by class, with a legend of class names.
+
+    Draws into ``ax`` when given (one panel of a larger figure; ``legend=False`` leaves the
+    legend to another panel), else into a new figure. Returns the figure drawn in.
+    """
     labels = check_labels(labels, "labels")
     points = check_features(points, "points", length=len(labels))
     if points.shape[1] != 2:
@@ -74,13 +79,16 @@ def scatter_by_class(points, labels, class_names: Sequence[str] | None = None,
     classes = np.unique(labels)
     if class_names is not None and len(class_names) <= classes.max():
         raise ValueError(f"class_names must name every label up to {classes.max()}; got {len(class_names)} names")
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    if ax is not None and not isinstance(ax, plt.Axes):
+        raise ValueError(f"ax must be a matplotlib Axes or None; got {type(ax).__name__}")
+    fig, ax = plt.subplots(figsize=(6.5, 5)) if ax is None else (ax.figure, ax)
     cmap = plt.get_cmap("tab10")
     for c in classes:
         sel = labels == c
         name = class_names[c] if class_names is not None else str(c)
         ax.scatter(points[sel, 0], points[sel, 1], s=s, color=cmap(int(c) % 10), label=name, alpha=0.7)
-    ax.legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if legend:
+        ax.legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -88,3 +88,26 @@ def test_anomaly_auc_by_hand():
 def test_bad_input_raises_a_clear_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_pca_reconstruct_matches_scikit_learn_and_its_limits():
+    from sklearn.decomposition import PCA
+
+    x = np.random.default_rng(0).uniform(size=(50, 4, 4, 1)).astype(np.float32)
+    flat = x.reshape(50, -1)
+    pca = PCA().fit(flat)
+    for k in (1, 5):
+        expected = PCA(n_components=k).fit(flat)
+        expected = expected.inverse_transform(expected.transform(flat))
+        got = evaluate.pca_reconstruct(flat, pca.mean_, pca.components_, k)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    images = evaluate.pca_reconstruct(x, pca.mean_, pca.components_, 16)     # every direction: x itself
+    assert images.shape == x.shape
+    np.testing.assert_allclose(images, x, atol=1e-5)
+    np.testing.assert_allclose(evaluate.pca_reconstruct(flat, pca.mean_, pca.components_, 0),
+                               np.broadcast_to(pca.mean_, flat.shape), atol=1e-7)   # k = 0: the mean image
+    with pytest.raises(ValueError, match=r"k must be an integer from 0 to 16; got 17"):
+        evaluate.pca_reconstruct(flat, pca.mean_, pca.components_, 17)
+    with pytest.raises(ValueError, match=r"components shape \(n, 16\)"):
+        evaluate.pca_reconstruct(flat, pca.mean_, pca.components_[:, :8], 2)
+

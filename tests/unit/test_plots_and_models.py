@@ -27,10 +27,22 @@ def test_scatter_and_curves():
     assert len(fig.axes[0].lines) == 2
 
 
+def test_scatter_draws_into_a_given_panel():
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2)
+    labels = np.repeat(np.arange(4), 5)
+    assert plots.scatter_by_class(np.random.rand(20, 2), labels, ax=left, legend=False, title="L") is fig
+    plots.scatter_by_class(np.random.rand(20, 2), labels, ax=right)
+    assert len(fig.axes) == 2 and len(left.collections) == 4 and len(right.collections) == 4
+    assert left.get_legend() is None and right.get_legend() is not None and left.get_title() == "L"
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: plots.image_grid(np.zeros((2, 28, 28, 3), np.float32)), "grey-scale"),
     (lambda: plots.image_grid(np.zeros((2, 28, 28, 1), np.float32), titles=["a"]), "one entry per image"),
     (lambda: plots.scatter_by_class(np.zeros((3, 3)), [0, 1, 2]), "2 columns"),
+    (lambda: plots.scatter_by_class(np.zeros((3, 2)), [0, 1, 2], ax="left"), "ax must be a matplotlib Axes"),
     (lambda: plots.loss_curves({"loss": [1.0]}, keys=["acc"]), "unknown"),
     (lambda: plots.loss_curves({}), "non-empty mapping"),
     (lambda: build_cnn_classifier(num_classes=0), "positive integer"),
