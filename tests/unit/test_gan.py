@@ -331,9 +331,14 @@ def test_domain_classifier_is_cached_and_retrained_when_absent(tmp_path):
     files[0].unlink()
     recipes.domain_classifier(n_train=300, epochs=1, folder=tmp_path, verbose=False)
     assert [f.name for f in tmp_path.glob("*.keras")] == [files[0].name]
-    # the distance of a set to itself is 0; to a shifted set it is positive
+    # the distance of a set to itself is 0; to a shifted set it is the Fréchet distance of the two
+    # feature sets, and it grows as the sets move apart
     assert evaluate.domain_frechet_distance(clf, x, x) == pytest.approx(0.0, abs=1e-6)
-    assert evaluate.domain_frechet_distance(clf, x, np.clip(x + 0.3, 0, 1)) > 0.0
+    near, far = np.clip(x + 0.1, 0, 1), np.clip(x + 0.4, 0, 1)
+    d_far = evaluate.domain_frechet_distance(clf, x, far)
+    assert d_far == pytest.approx(evaluate.frechet_distance(evaluate.domain_features(clf, x),
+                                                            evaluate.domain_features(clf, far)), rel=1e-6)
+    assert d_far > evaluate.domain_frechet_distance(clf, x, near) > 1e-3
 
 
 def test_fashion_cnn_split_is_disjoint_balanced_and_checked():
