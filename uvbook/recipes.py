@@ -5,16 +5,16 @@ mode (quick or full) and a ``train_*`` function that builds, fits and caches the
 through :func:`uvbook.train.train_or_load`: the first chapter that calls it trains the model,
 every later call (another chapter, a rerun) loads the same weights.
 
-==========================================  ==========================  ===========
-recipe                                      model                       trained in
-==========================================  ==========================  ===========
-:func:`train_fashion_cnn`                   Chapter 2's CNN             Chapter 2
-:func:`chapter3_model`                      two conv autoencoders       Chapter 3
-:func:`train_gan`, :func:`train_fashion_dcgan`  the GANs, the DCGAN     Chapter 4
-:func:`train_fashion_vae`                   the conv VAE                Chapter 5
-:func:`train_fashion_simclr`                SimCLR                      Chapter 6
-:func:`train_few_label_classifier`          the few-label classifiers   Chapter 7
-==========================================  ==========================  ===========
+=================================================  ==========================  ===========
+recipe                                             model                       trained in
+=================================================  ==========================  ===========
+:func:`train_fashion_cnn`                          Chapter 2's CNN             Chapter 2
+:func:`chapter3_model`                             two conv autoencoders       Chapter 3
+:func:`train_gan`, :func:`train_fashion_dcgan`     the GANs, the DCGAN         Chapter 4
+:func:`train_fashion_vae`                          the conv VAE                Chapter 5
+:func:`train_fashion_simclr`                       SimCLR                      Chapter 6
+:func:`train_few_label_classifier`                 the few-label classifiers   Chapter 7
+=================================================  ==========================  ===========
 
 The cache keys keep the strings they had before the recipes moved here (for example
 ``"uvbook.models.gan.build_fashion_dcgan"``): they name what was trained, and changing
@@ -155,8 +155,8 @@ def domain_classifier(n_train: int | None | str = "auto", epochs: int | None = N
 
     Every chapter calling ``domain_classifier()`` gets the network Chapter 2 trained, with
     the mode's sizes (:func:`fashion_cnn_sizes`). Its penultimate ``"features"`` layer
-    (128 ReLU units) is the feature space of :func:`domain_frechet_distance`; its
-    predictions give :func:`class_coverage`.
+    (128 ReLU units) is the feature space of :func:`~uvbook.evaluate.domain_frechet_distance`; its
+    predictions give :func:`~uvbook.evaluate.class_coverage`.
     """
     model, _ = train_fashion_cnn(n_train=n_train, epochs=epochs, batch_size=batch_size,
                                  folder=folder, verbose=verbose)
@@ -222,15 +222,15 @@ def train_gan(name: str, build: Callable[[], GAN], images: np.ndarray, epochs: i
 
     ``build`` returns the compiled, untrained model. The cache key is ``key`` plus the
     number of images, ``epochs``, ``batch_size`` and ``seed`` (which also seeds Keras
-    before ``build``). A :class:`FrechetMonitor` writes ``"elapsed"`` (and ``"frechet"``
+    before ``build``). A :class:`~uvbook.callbacks.FrechetMonitor` writes ``"elapsed"`` (and ``"frechet"``
     when ``distance`` is given) into the history, so a loaded model reports the time and
-    the curve of its original training. ``callbacks`` (e.g. a :class:`SampleGrid`) only
+    the curve of its original training. ``callbacks`` (e.g. a :class:`~uvbook.callbacks.SampleGrid`) only
     run when the model is trained.
 
     Training goes through :func:`uvbook.callbacks.resumable`: it is checkpointed after
     every epoch and an interrupted run resumes from its last complete epoch; a NaN or
     infinite loss stops it with :class:`uvbook.callbacks.TrainingDiverged`. For a
-    :class:`GAN` (not a WGAN-GP), a :class:`uvbook.callbacks.CollapseGuard` warns when
+    :class:`~uvbook.models.gan.GAN` (not a WGAN-GP), a :class:`uvbook.callbacks.CollapseGuard` warns when
     mean D(G(z)) stays below 0.01 for ``collapse_patience`` consecutive steps and marks
     those epochs with ``d_collapsed`` = 1.0 in the history.
     """
@@ -362,7 +362,7 @@ def fashion_simclr_sizes() -> dict:
 
     ``n_train`` training images (a stratified subset; None: all 60,000), of which
     ``n_monitor`` (stratified, seed 0) are held out of training and only watched:
-    :class:`NeighbourMonitor` reports their k-NN accuracy every epoch.
+    :class:`~uvbook.callbacks.NeighbourMonitor` reports their k-NN accuracy every epoch.
     """
     return {"n_train": by_mode(quick=2000, full=None), "n_monitor": by_mode(quick=400, full=5000),
             "epochs": by_mode(quick=2, full=10), "batch_size": 256, "seed": 0}
@@ -389,7 +389,7 @@ def train_fashion_simclr(verbose: bool = True) -> tuple[SimCLR, dict[str, list[f
     calling this function gets the very weights Chapter 6 trained. The history has the
     loss, the contrastive accuracy, ``knn_accuracy`` of the held-out images and the
     ``elapsed`` training seconds, per epoch; ``verbose`` prints one line an epoch.
-    Features: :meth:`SimCLR.encode`.
+    Features: :meth:`~uvbook.models.contrastive.SimCLR.encode`.
     """
     sizes = fashion_simclr_sizes()
     key = {"model": "uvbook.models.contrastive.SimCLR (conv trunk encoder)", "config": FASHION_SIMCLR_CONFIG,
@@ -481,8 +481,8 @@ def train_few_label_classifier(method: str, per_class: int, seed: int,
     history)``, trained once and cached (:func:`uvbook.train.train_or_load`).
 
     ``"supervised"`` and ``"finetune"`` train on the labelled images alone with
-    :func:`weak_augment` (``supervised_steps`` steps of Adam, cosine decay); ``"fixmatch"``
-    trains :class:`FixMatch` with :data:`FIXMATCH_CONFIG` for ``steps`` steps. Both start from
+    :func:`~uvbook.models.semisup.weak_augment` (``supervised_steps`` steps of Adam, cosine decay); ``"fixmatch"``
+    trains :class:`~uvbook.models.semisup.FixMatch` with :data:`FIXMATCH_CONFIG` for ``steps`` steps. Both start from
     Chapter 6's SimCLR encoder, loaded or trained by
     :func:`uvbook.recipes.train_fashion_simclr`. ``verbose`` prints a line per
     report with the held-out accuracy.
