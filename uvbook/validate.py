@@ -24,13 +24,14 @@ def check_number(value, name: str, lo: float = -np.inf, hi: float = np.inf, lo_o
     """``value`` as a float if it is a finite real number in the interval from ``lo`` to ``hi``
     (each end closed unless ``lo_open``/``hi_open``): ``check_number(t, "threshold", 0, 1, True, True)``
     accepts 0 < t < 1."""
+    interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    wanted = f"in {interval}" if np.isfinite(lo) or np.isfinite(hi) else "a finite real number"
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number; got {value!r}")
+        raise ValueError(f"{name} must be {wanted}; got {value!r}")
     below = value <= lo if lo_open else value < lo
     above = value >= hi if hi_open else value > hi
     if below or above:
-        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-        raise ValueError(f"{name} must be a number in {interval}; got {value!r}")
+        raise ValueError(f"{name} must be {wanted}; got {value!r}")
     return float(value)
 
 
