@@ -1,7 +1,7 @@
 """Callbacks: resume an interrupted run, stop a diverging one, report a collapsed GAN; monitors; progress.
 
-The recipes of :mod:`uvbook.recipes` pass ``resumable(backup)`` to ``fit``, where ``backup`` is the per-key folder that
-:func:`uvbook.train.train_or_load` hands to them:
+The recipes of :mod:`uvbook.recipes` pass ``resumable(backup)`` to ``fit``, where ``backup``
+is the per-key folder that :func:`uvbook.train.train_or_load` hands to them:
 
 * :class:`EpochCheckpoint` saves, after every complete epoch, the model's variables
   (weights, batch-norm statistics and the states of its ``SeedGenerator`` s), the
@@ -497,8 +497,6 @@ class SampleGrid(keras.callbacks.Callback):
         images = self.model.generate_from(self.noise)
         self.snapshots.append((epoch + 1, images))
         if self.show:
-
-
             image_grid(images, ncols=self.ncols, size=self.size,
                        suptitle=f"epoch {epoch + 1}: the same noise every epoch")
             plt.show()

@@ -783,7 +783,8 @@ def protocol(train_x, train_y, test_x, test_y, per_class=(1, 10, 100), seeds=(0,
       class, over ``seeds`` draws, with penalty ``C`` (a number, or ``"cv"`` to tune it without
       test labels) and solver tolerance ``tol``;
     * the k-NN accuracy with every training label (:func:`knn_accuracy`, ``knn_k`` neighbours);
-    * k-means with 10 clusters on the test set (:func:`kmeans_scores`, ``kmeans_n_init`` restarts, seed 0);
+    * k-means on the test set with one cluster a class (:func:`kmeans_scores`, ``kmeans_n_init``
+      restarts, seed 0);
     * when ``retrieval_k`` is given, the precision@k of retrieval within the test set
       (:func:`retrieval_precision_at_k`).
 
@@ -795,6 +796,6 @@ def protocol(train_x, train_y, test_x, test_y, per_class=(1, 10, 100), seeds=(0,
     probes = {k: linear_probe(train_x, train_y, test_x, test_y, per_class=k, seeds=seeds, C=C, tol=tol)
               for k in per_class}
     knn = knn_accuracy(train_x, train_y, test_x, test_y, k=knn_k)
-    km = kmeans_scores(test_x, test_y, n_clusters=10, seed=0, n_init=kmeans_n_init)
+    km = kmeans_scores(test_x, test_y, n_clusters=len(np.unique(test_y)), seed=0, n_init=kmeans_n_init)
     retrieval = None if retrieval_k is None else retrieval_precision_at_k(test_x, test_y, k=retrieval_k)
     return ProtocolScores(probes, knn, knn_k, km, retrieval, retrieval_k)

@@ -88,8 +88,6 @@ def build_fashion_cnn(bn_momentum: float = 0.9, seed: int = 0):
     """The untrained Chapter-2 CNN (:func:`uvbook.models.classifier.build_cnn_classifier`) with its
     batch-normalisation momentum set to ``bn_momentum`` (see Chapter 2, "Batch
     normalisation in short runs")."""
-
-
     if not 0.0 <= bn_momentum < 1.0:
         raise ValueError(f"bn_momentum must be in [0, 1); got {bn_momentum!r}")
     set_seed(seed)
@@ -113,8 +111,6 @@ def train_fashion_cnn(n_train: int | None | str = "auto", n_val: int | str = "au
     corrupt cache entry is retrained. ``"auto"`` sizes come from :func:`fashion_cnn_sizes`;
     with an explicit ``n_train`` the default ``n_val`` is a tenth of it.
     """
-
-
     sizes = fashion_cnn_sizes()
     auto_train = isinstance(n_train, str) and n_train == "auto"
     if auto_train:
@@ -490,8 +486,6 @@ def train_few_label_classifier(method: str, per_class: int, seed: int,
     Raises:
         ValueError: an unknown ``method``, or a ``per_class`` the classes cannot supply.
     """
-
-
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}; got {method!r}")
     check_positive_int(per_class, "per_class")
@@ -504,7 +498,6 @@ def train_few_label_classifier(method: str, per_class: int, seed: int,
            "data": "fashion_mnist train: few_labels(per_class, seed) labelled, stratified n_watch watched, "
                    "the rest unlabelled"}
     if method != "supervised":
-
         encoder = train_fashion_simclr(verbose=False)[0].encoder
         key["encoder"] = weights_digest(encoder)
     if method == "fixmatch":

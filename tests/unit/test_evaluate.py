@@ -176,3 +176,20 @@ def test_probe_fits_in_the_span_of_its_examples_give_the_same_classifier():
         full = LogisticRegression(C=c, max_iter=20000, tol=1e-10).fit(x, y)
         assert fit.coef_.shape == (3, 500)
         np.testing.assert_allclose(fit.decision_function(xt), full.decision_function(xt), atol=1e-4)
+
+
+def test_protocol_scores_every_measure_and_matches_the_single_functions():
+    x, y = _blobs()
+    xt, yt = _blobs(seed=1)
+    scored = evaluate.protocol(x, y, xt, yt, per_class=(1, 5), seeds=(0, 1), knn_k=3, kmeans_n_init=2,
+                               retrieval_k=5)
+    row = scored.row()
+    assert list(row) == ["probe 1", "probe 5", "3-NN", "k-means ACC", "k-means NMI", "P@5"]
+    assert row["probe 5"] == evaluate.linear_probe(x, y, xt, yt, per_class=5, seeds=(0, 1)).mean
+    assert row["3-NN"] == evaluate.knn_accuracy(x, y, xt, yt, k=3)
+    assert row["k-means ACC"] == evaluate.kmeans_scores(xt, yt, n_clusters=3, seed=0, n_init=2)["acc"]
+    assert row["P@5"] == evaluate.retrieval_precision_at_k(xt, yt, k=5)
+    assert min(row.values()) > 0.9            # well-separated blobs: every measure close to 1
+    assert "P@10" not in evaluate.protocol(x, y, xt, yt, per_class=(1,), seeds=(0,)).row()
+    with pytest.raises(ValueError, match=r"per_class must name at least one .*got \(\)"):
+        evaluate.protocol(x, y, xt, yt, per_class=())
