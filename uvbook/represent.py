@@ -191,9 +191,7 @@ def features(name: str, x, model=None, batch_size: int = 512) -> np.ndarray:
         ValueError: an unknown name, or images that are not (N, 28, 28, 1) floats in [0, 1].
     """
     rep = _check_name(name)
-    x = check_images(x, "x").astype(np.float32, copy=False)
-    if tuple(x.shape[1:]) != (28, 28, 1):
-        raise ValueError(f"x must be 28x28 grey-scale images shaped (N, 28, 28, 1); got {x.shape}")
+    x = check_images(x, "x", shape=(28, 28, 1)).astype(np.float32, copy=False)
     check_positive_int(batch_size, "batch_size")
     given_model = model
     if name == "pixels":

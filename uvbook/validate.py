@@ -41,25 +41,45 @@ def _describe(x) -> str:
     return f"{type(x).__name__}"
 
 
-def check_images(x, name: str = "images") -> np.ndarray:
-    """Images as float arrays of shape (N, H, W, 1) with finite values in [0, 1]."""
+def check_images(x, name: str = "images", shape: tuple | None = None,
+                 pixel_range: tuple[float, float] | None = (0.0, 1.0)) -> np.ndarray:
+    """``x`` as a float NumPy array of images, finite and in ``pixel_range``.
+
+    Args:
+        x: an array, a tensor or nested lists of images.
+        name: how the error messages call ``x``.
+        shape: the shape of one image, e.g. ``(28, 28, 1)``; None accepts any grey-scale
+            ``(height, width, 1)``.
+        pixel_range: the closed interval the pixels must lie in, or None for any finite value.
+
+    Raises:
+        ValueError: naming the expected shape, dtype or range and what was given.
+    """
     if not isinstance(x, np.ndarray):
-        x = np.asarray(x) if hasattr(x, "__array__") else x
-    if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[-1] != 1:
-        raise ValueError(
-            f"{name} must be grey-scale images shaped (N, height, width, 1); got {_describe(x)}"
-        )
+        if hasattr(x, "numpy"):  # a TensorFlow tensor
+            x = x.numpy()
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError):
+            pass
+    if shape is None:
+        if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[-1] != 1:
+            raise ValueError(f"{name} must be grey-scale images shaped (N, height, width, 1); got {_describe(x)}")
+    elif not isinstance(x, np.ndarray) or x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"{name} must be images shaped (N, {', '.join(map(str, shape))}); got {_describe(x)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one image; got an empty array {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(
-            f"{name} must be floats in [0, 1] (divide uint8 pixels by 255); got dtype {x.dtype}"
-        )
+        interval = "" if pixel_range is None else f" in [{pixel_range[0]:g}, {pixel_range[1]:g}]"
+        hint = " (divide uint8 pixels by 255)" if np.issubdtype(x.dtype, np.integer) else ""
+        raise ValueError(f"{name} must be floating-point pixels{interval}{hint}; got dtype {x.dtype}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} must be finite; got {int(np.sum(~np.isfinite(x)))} NaN/inf values")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{name} must lie in [0, 1]; got values from {lo:g} to {hi:g}")
+    if pixel_range is not None:
+        lo, hi = float(x.min()), float(x.max())
+        if lo < pixel_range[0] or hi > pixel_range[1]:
+            raise ValueError(f"{name} must lie in [{pixel_range[0]:g}, {pixel_range[1]:g}]; "
+                             f"got values from {lo:g} to {hi:g}")
     return x
 
 

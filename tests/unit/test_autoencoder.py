@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from uvbook.models.autoencoder import (Autoencoder, DenoisingAutoencoder, SparseAutoencoder,
-                                       check_model_images, corrupt)
+from uvbook.models.autoencoder import Autoencoder, DenoisingAutoencoder, SparseAutoencoder, corrupt
+from uvbook.validate import check_images
 
 RNG = np.random.default_rng(0)
 X = RNG.random((16, 28, 28, 1)).astype(np.float32)
@@ -188,9 +188,9 @@ def test_linear_model_accepts_any_real_pixels_but_others_do_not():
 
 
 BAD_INPUTS = [
-    (np.zeros((2, 28, 28), np.float32), r"shaped \(N, 28, 28, 1\); got shape \(2, 28, 28\)"),
+    (np.zeros((2, 28, 28), np.float32), r"shaped \(N, 28, 28, 1\); got an array of shape \(2, 28, 28\)"),
     (np.zeros((2, 32, 32, 3), np.float32), r"shaped \(N, 28, 28, 1\)"),
-    ((X * 255).astype(np.uint8), "floating-point pixels .divide uint8 pixels by 255.; got dtype uint8"),
+    ((X * 255).astype(np.uint8), r"floating-point pixels in \[0, 1\] \(divide uint8 pixels by 255\); got dtype uint8"),
     (X + 1.0, r"must lie in \[0, 1\]"),
     (np.full((1, 28, 28, 1), np.nan, np.float32), "must be finite"),
     (np.zeros((0, 28, 28, 1), np.float32), "at least one image"),
@@ -244,7 +244,7 @@ def test_other_bad_inputs_raise_value_errors():
     (lambda: SparseAutoencoder.dense(2, penalty="kl", target=1.0, code_activation="sigmoid"), "target must be in"),
     (lambda: corrupt(X, "blur"), "noise must be one of"),
     (lambda: corrupt((X * 255).astype(np.uint8)), "floating-point"),
-    (lambda: check_model_images(X, (28, 28, 1), (0.0, 0.5)), r"must lie in \[0, 0.5\]"),
+    (lambda: check_images(X, "x", shape=(28, 28, 1), pixel_range=(0.0, 0.5)), r"x must lie in \[0, 0.5\]"),
 ])
 def test_bad_settings_raise_a_value_error(call, message):
     with pytest.raises(ValueError, match=message):

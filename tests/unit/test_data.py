@@ -135,7 +135,7 @@ def test_read_idx_rejects_a_non_idx_file(tmp_path):
     (lambda: data.stratified_subset(np.zeros((3, 2), int), 1), "1-D array"),
     (lambda: data.stratified_subset(np.array([0.5, 1.5]), 1), "integer class labels"),
     (lambda: data.make_pipeline(np.zeros((4, 28, 28, 3), np.float32)), r"\(N, height, width, 1\)"),
-    (lambda: data.make_pipeline(np.zeros((4, 28, 28, 1), np.uint8)), "floats in \\[0, 1\\]"),
+    (lambda: data.make_pipeline(np.zeros((4, 28, 28, 1), np.uint8)), "floating-point pixels in \\[0, 1\\]"),
     (lambda: data.make_pipeline(np.full((4, 28, 28, 1), 2.0, np.float32)), "must lie in \\[0, 1\\]"),
     (lambda: data.make_pipeline(np.zeros((4, 28, 28, 1), np.float32), np.zeros(3, int)), "one label per example"),
 ])

@@ -37,7 +37,7 @@ from keras import layers, ops
 
 from uvbook import layers as uvlayers
 from uvbook.layers import replica_scaled
-from uvbook.validate import check_number
+from uvbook.validate import check_images, check_number
 
 LOSSES = ("mse", "bce")
 NOISES = ("gaussian", "masking", "salt_pepper")
@@ -60,40 +60,6 @@ def _is_float_dtype(dtype) -> bool:
         return np.issubdtype(np.dtype(getattr(dtype, "as_numpy_dtype", dtype)), np.floating)
     except TypeError:
         return "float" in str(dtype)
-
-
-def check_model_images(x, image_shape: tuple, pixel_range: tuple | None, name: str = "x") -> np.ndarray:
-    """``x`` as a float NumPy array of shape ``(N, *image_shape)``, finite and in ``pixel_range``.
-
-    Raises:
-        ValueError: naming the expected shape, dtype or range and what was given.
-    """
-    if isinstance(x, (list, tuple)) or not hasattr(x, "shape"):
-        try:
-            x = np.asarray(x)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be an array of images shaped (N, "
-                             f"{', '.join(map(str, image_shape))}); got {type(x).__name__}") from err
-    if hasattr(x, "numpy") and not isinstance(x, np.ndarray):
-        x = x.numpy()
-    x = np.asarray(x)
-    if x.ndim != len(image_shape) + 1 or tuple(x.shape[1:]) != tuple(image_shape):
-        raise ValueError(f"{name} must be images shaped (N, {', '.join(map(str, image_shape))}); "
-                         f"got {_describe(x)}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one image; got an empty array of shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        hint = " (divide uint8 pixels by 255)" if np.issubdtype(x.dtype, np.integer) else ""
-        raise ValueError(f"{name} must be floating-point pixels{hint}; got dtype {x.dtype}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} must be finite; got {int(np.sum(~np.isfinite(x)))} NaN/inf values")
-    if pixel_range is not None:
-        lo, hi = float(x.min()), float(x.max())
-        if lo < pixel_range[0] or hi > pixel_range[1]:
-            raise ValueError(f"{name} must lie in [{pixel_range[0]:g}, {pixel_range[1]:g}] (the "
-                             f"decoder's output range and the loss need it); got values from "
-                             f"{lo:g} to {hi:g}")
-    return x
 
 
 def _output_activation_name(model) -> str | None:
@@ -277,7 +243,7 @@ class Autoencoder(keras.Model):
             return x
         if isinstance(x, keras.utils.PyDataset) or hasattr(x, "__next__"):
             return x  # a generator or a keras.utils.PyDataset: Keras reads it lazily
-        return check_model_images(x, self.image_shape, self.pixel_range, name)
+        return check_images(x, name, shape=self.image_shape, pixel_range=self.pixel_range)
 
     def fit(self, x=None, y=None, validation_data=None, **kwargs):
         """``fit(x)``: the targets are the inputs, so ``y`` must be omitted (or be ``x`` itself)."""
@@ -306,7 +272,7 @@ class Autoencoder(keras.Model):
 
     def encode(self, x, batch_size: int = 256) -> np.ndarray:
         """The codes of images ``x`` as a NumPy array (N, code_dim)."""
-        x = check_model_images(x, self.image_shape, self.pixel_range, "x")
+        x = check_images(x, "x", shape=self.image_shape, pixel_range=self.pixel_range)
         return np.asarray(self.encoder.predict(x, batch_size=batch_size, verbose=0))
 
     def decode(self, z, batch_size: int = 256) -> np.ndarray:
