@@ -27,15 +27,20 @@ book: setup data
 publish: setup
 	$(PY) tools/publish.py
 
-# One pytest run. The notebooks are executed (quick mode) in a copy of the book under
+# Two pytest runs. The notebooks are executed (quick mode) in a copy of the book under
 # $(QUICK) (not under _build: nbmake skips any path with a _build part), so that their
-# outputs never touch book/ and the site test builds from them without executing anything
-# again; quick-mode outputs never enter full mode's execution cache.
+# outputs never touch book/ and the site tests build from them without executing anything
+# again; quick-mode outputs never enter full mode's execution cache. The first run shares
+# the unit tests and the chapters between two workers (pytest-xdist), in the two ordered
+# lanes of tests/schedule.py; the second runs what reads every chapter's output: the
+# results appendix and the site tests.
+NBMAKE := --nbmake --overwrite --nbmake-timeout=900
 test: setup data browser
 	rm -rf $(QUICK) && mkdir -p $(QUICK)
 	cp -r book _config.yml _toc.yml $(QUICK)/
-	UVBOOK_QUICK=1 $(PY) -m pytest -p no:cacheprovider tests/unit \
-	    --nbmake --overwrite --nbmake-timeout=900 $(QUICK)/book tests/site
+	UVBOOK_QUICK=1 $(PY) -m pytest -p no:cacheprovider -p tests.schedule -n 2 --dist loadgroup \
+	    tests/unit $(NBMAKE) $(QUICK)/book --ignore $(QUICK)/book/appendix_results.ipynb
+	UVBOOK_QUICK=1 $(PY) -m pytest -p no:cacheprovider $(NBMAKE) $(QUICK)/book/appendix_results.ipynb tests/site
 
 setup: $(STAMP)
 

@@ -1,7 +1,7 @@
 """The site is built once per pytest session and shared by test_site.py and test_browser.py.
 
 `make test` executes every notebook with nbmake (quick mode, `--overwrite`) in a copy of
-the book under _quick/ and runs tests/site last, in the same pytest run; `built_site`
+the book under _quick/ and runs tests/site afterwards, in a second pytest run; `built_site`
 builds that copy with execution switched off, so the site shows exactly the outputs
 nbmake produced. UVBOOK_SITE_SRC points the tests at another copy (for experiments).
 """

@@ -1,7 +1,7 @@
 """The site built from the quick-mode notebooks: builds clean and loads nothing from elsewhere.
 
 `make test` executes every notebook with nbmake (quick mode) in a copy of the book under
-_quick/ and runs these tests last, in the same pytest run; the `built_site` fixture
+_quick/ and runs these tests afterwards, in a second pytest run; the `built_site` fixture
 (tests/site/conftest.py, once per session) builds that copy with execution switched off,
 so the site shows exactly the outputs nbmake produced. test_browser.py reads the same
 build in a browser.

@@ -1,0 +1,72 @@
+"""tests/schedule.py, the plugin that shares `make test`'s first run between two workers."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("schedule", ROOT / "tests" / "schedule.py")
+schedule = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(schedule)
+
+
+def test_every_notebook_of_the_book_is_run_exactly_once():
+    """A chapter missing from the lanes would stop `make test`; one listed twice would run twice."""
+    listed = [name for lane in schedule.LANES.values() for name in lane if name != schedule.UNIT_TESTS]
+    listed += list(schedule.LATER)
+    book = sorted(p.stem for p in (ROOT / "book").glob("*.ipynb"))
+    assert sorted(listed) == book
+    assert sum(schedule.UNIT_TESTS in lane for lane in schedule.LANES.values()) == 1
+
+
+# What a chapter loads from an earlier one: models from the cache or numbers from the record.
+NEEDS = [("02_core_concepts", "04_gans"), ("03_autoencoders", "04_gans"),
+         ("01_background", "06_recognition"), ("02_core_concepts", "06_recognition"),
+         ("03_autoencoders", "06_recognition"), ("05_vaes", "06_recognition"),
+         ("06_recognition", "07_semisupervised"), ("06_recognition", "08_trends")]
+UNIT_TESTS_S = 200  # the unit tests' wall-clock time in quick mode, seconds (measured: 3 to 3.5 min)
+
+
+def lane_times() -> dict[str, tuple[str, float, float]]:
+    """Each lane entry's (lane, start, end) in seconds, from book/_runtimes.json's quick times."""
+    runtimes = json.loads((ROOT / "book" / "_runtimes.json").read_text(encoding="utf-8"))
+    times = {}
+    for lane, names in schedule.LANES.items():
+        clock = 0.0
+        for name in names:
+            took = UNIT_TESTS_S if name == schedule.UNIT_TESTS else runtimes[f"{name}.ipynb"]["quick_s"]
+            times[name] = (lane, clock, clock + took)
+            clock += took
+    return times
+
+
+def test_a_chapter_starts_after_the_chapters_whose_models_it_loads_have_ended():
+    """In one lane the order says so; across lanes, the expected times must (with no margin
+    for a slower machine's different proportions: a miss only costs a retraining)."""
+    times = lane_times()
+    for earlier, later in NEEDS:
+        (lane_e, _, end_e), (lane_l, start_l, _) = times[earlier], times[later]
+        assert end_e <= start_l, f"{later} would start at {start_l:.0f} s, before {earlier} ends at {end_e:.0f} s"
+
+
+def item(path: str) -> SimpleNamespace:
+    return SimpleNamespace(path=Path(path))
+
+
+def test_items_are_placed_in_their_lane_in_order():
+    assert schedule._place(item("_quick/book/02_core_concepts.ipynb")) == ("lane-a", 0)
+    unit = schedule.LANES["lane-b"].index(schedule.UNIT_TESTS)
+    assert schedule._place(item("tests/unit/test_data.py")) == ("lane-b", unit)
+
+
+@pytest.mark.parametrize("path, message", [
+    ("_quick/book/09_new.ipynb", "no lane for the notebook 09_new.ipynb"),
+    ("_quick/book/appendix_results.ipynb", "reads what every chapter recorded"),
+])
+def test_a_notebook_without_a_lane_stops_the_run_with_a_message(path, message):
+    with pytest.raises(pytest.UsageError, match=message):
+        schedule._place(item(path))
