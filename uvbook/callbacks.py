@@ -10,9 +10,11 @@ is the per-key folder that :func:`uvbook.train.train_or_load` hands to them:
   history so far. A run that is interrupted (an exception, a killed kernel) and started
   again with the same cache key resumes from the last complete epoch and ends with the
   weights an uninterrupted run would have had, bit for bit on the CPU. Keras'
-  ``BackupAndRestore`` is not used: it restores ``model.optimizer`` only, so a GAN's two
-  optimizers restart from scratch (Keras warns "Skipping variable loading for
-  optimizer"), and it does not advance a ``tf.data`` shuffle to the resumed epoch.
+  ``BackupAndRestore`` restores the weights and (a GAN builds its optimizers at
+  ``compile``) every optimizer, but not the state of a ``SeedGenerator``, so a resumed
+  GAN would draw other noise than the uninterrupted run (a unit test shows it); nor does
+  it advance a ``tf.data`` shuffle to the resumed epoch or skip a corrupt backup for an
+  older one.
 * :class:`DivergenceGuard` stops training at the first step whose loss (any training
   metric) is NaN or infinite, and at the end of an epoch whose weights are, by raising
   :class:`TrainingDiverged`, whose message names the epoch, the step and the likely cause
@@ -235,12 +237,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
             raise ValueError(f"it holds optimizers {sorted(meta['optimizers'])}, the model has {sorted(opts)}")
         targets = [(f"model/{i:05d}", v) for i, v in enumerate(model_vars)]
         self._check_arrays(targets, arrays, prefix="model/")
-        for name, info in meta["optimizers"].items():
+        for name in meta["optimizers"]:
             opt = opts[name]
-            if not opt.built:  # a GAN builds its optimizers at their first step: build them as it would
-                if any(not 0 <= i < len(model_vars) for i in info["trainable"]):
-                    raise ValueError(f"{name} refers to variables the model does not have")
-                opt.build([model_vars[i] for i in info["trainable"]])
+            if not opt.built:  # a GAN builds its optimizers at compile, Keras model.optimizer at the first step
+                if name != "optimizer":
+                    raise ValueError(f"the model's {name} is not built, so its state has nowhere to go")
+                opt.build(self.model.trainable_variables)  # what Keras' fit does at the first step
             opt_targets = [(f"{name}/{i:05d}", v) for i, v in enumerate(opt.variables)]
             self._check_arrays(opt_targets, arrays, prefix=f"{name}/")
             targets += opt_targets
@@ -261,13 +263,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     # -- saving --------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        model_vars = self.model.variables
-        index = {id(v): i for i, v in enumerate(model_vars)}
-        arrays = {f"model/{i:05d}": _numpy(v) for i, v in enumerate(model_vars)}
+        arrays = {f"model/{i:05d}": _numpy(v) for i, v in enumerate(self.model.variables)}
         optimizers = {}
         for name, opt in optimizers_of(self.model).items():
-            trainable = [index[id(v)] for v in getattr(opt, "_trainable_variables", []) if id(v) in index]
-            optimizers[name] = {"trainable": trainable, "variables": len(opt.variables)}
+            optimizers[name] = {"variables": len(opt.variables)}
             arrays.update({f"{name}/{i:05d}": _numpy(v) for i, v in enumerate(opt.variables)})
         return arrays, optimizers
 

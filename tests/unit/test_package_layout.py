@@ -30,11 +30,9 @@ LAYERS: list[set[str]] = [
 #: Private attributes of objects uvbook does not own, each with the reason it is still used.
 PRIVATE_ALLOWED = {
     ("uvbook/callbacks.py", "_initial_epoch"):
-        "EpochCheckpoint resumes at an epoch the way keras.callbacks.BackupAndRestore does; "
-        "to be replaced by BackupAndRestore (issue: package redesign)",
-    ("uvbook/callbacks.py", "_trainable_variables"):
-        "EpochCheckpoint records which model variables each optimizer updates, to check a "
-        "checkpoint fits before loading it; Keras 3 has no public accessor for that list",
+        "EpochCheckpoint resumes at an epoch the way keras.callbacks.BackupAndRestore does "
+        "(fit's public initial_epoch= is out of a callback's reach); BackupAndRestore itself "
+        "does not restore a SeedGenerator's state (test_reliability.py)",
 }
 
 

@@ -171,10 +171,17 @@ class GAN(keras.Model):
 
     def compile(self, d_optimizer: keras.optimizers.Optimizer | None = None,
                 g_optimizer: keras.optimizers.Optimizer | None = None, **kwargs):
-        """Two optimizers, one per player (default Adam(2e-4, beta_1=0.5) as in DCGAN)."""
+        """Two optimizers, one per player (default Adam(2e-4, beta_1=0.5) as in DCGAN).
+
+        Both are built here, on their player's weights, rather than at their first step: a
+        built optimizer's state (step count, moments) is saved and restored with the model,
+        by ``.keras`` files and by ``keras.callbacks.BackupAndRestore`` alike.
+        """
         super().compile(optimizer=None, **kwargs)
         self.d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
         self.g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
 
     def get_compile_config(self):
         if self.d_optimizer is None:
@@ -185,9 +192,6 @@ class GAN(keras.Model):
     def compile_from_config(self, config):
         self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
                      g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
-        # Build the optimizers now, so that their saved state (step, moments) is loaded too.
-        self.d_optimizer.build(self.discriminator.trainable_variables)
-        self.g_optimizer.build(self.generator.trainable_variables)
 
     def noise(self, batch_size):
         """Latent vectors z ~ N(0, I) from the model's seeded generator."""
