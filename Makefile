@@ -14,11 +14,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 QUICK  := _quick
 
-.PHONY: book test publish setup data browser clean clean-cache
+.PHONY: book test publish setup data browser graphviz clean clean-cache
 
 # _build/book-status.json says whether the last build finished, at which commit and with a
 # clean tree: `make publish` reads it.
-book: setup data
+book: setup data graphviz
 	@$(PY) tools/publish.py record started
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going || { $(PY) tools/publish.py record failed; exit 1; }
 	@$(PY) tools/publish.py record ok
@@ -35,7 +35,7 @@ publish: setup
 # lanes of tests/schedule.py; the second runs what reads every chapter's output: the
 # results appendix and the site tests.
 NBMAKE := --nbmake --overwrite --nbmake-timeout=900
-test: setup data browser
+test: setup data browser graphviz
 	rm -rf $(QUICK) && mkdir -p $(QUICK)
 	cp -r book _config.yml _toc.yml $(QUICK)/
 	UVBOOK_QUICK=1 $(PY) -m pytest -p no:cacheprovider -p tests.schedule -n 2 --dist loadgroup \
@@ -72,6 +72,15 @@ browser: setup
 	else echo "No /usr/bin/chromium and not root with apt-get: trying Playwright's Chromium"; \
 	    $(VENV)/bin/playwright install chromium \
 	    || echo "No Chromium: tests/site/test_browser.py will fail (install Debian's chromium, or set UVBOOK_CHROMIUM)."; fi
+
+# Graphviz's `dot` draws the chapters' diagrams when the site is built (sphinx.ext.graphviz):
+# Debian's graphviz when we are root with apt-get; else stop and say what to install.
+graphviz:
+	@if command -v dot >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's graphviz for the diagrams"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz; \
+	else echo "No Graphviz: install it (apt-get install graphviz, brew install graphviz) for the diagrams"; exit 1; fi
 
 clean:
 	rm -rf _build $(QUICK)

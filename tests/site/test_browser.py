@@ -302,3 +302,47 @@ def test_screenshots(visits):
         shot_file, found = visits["pages"][doc]["screenshot"]
         assert found or doc == "book/index", f"{doc}: nothing matches {selector!r} to photograph"
 
+
+
+def test_a_solution_stays_hidden_until_the_reader_opens_it(browser, site_url, built_site):
+    """Exercises' solutions (sphinx-exercise, `:class: dropdown`) are hidden on arrival and
+    shown by their toggle; at least one solution holds the output of code the build ran."""
+    base, _ = site_url
+    pages = [doc for doc in toc_files(SRC / "_toc.yml")
+             if "solution dropdown" in (built_site / f"{doc}.html").read_text(encoding="utf-8")]
+    assert pages, "no page has a solution in a dropdown"
+    ran = [doc for doc in pages
+           if BeautifulSoup((built_site / f"{doc}.html").read_text(encoding="utf-8"), "html.parser")
+           .select("div.solution .cell_output")]
+    assert ran, "no solution shows the output of code executed in the build"
+    page = browser.new_page()
+    try:
+        page.goto(base + f"{ran[0]}.html", wait_until="load")
+        solution = page.locator("div.solution.dropdown:has(.cell_output)").first
+        body = solution.locator(".cell_output").first
+        assert not body.is_visible(), f"{ran[0]}: a solution is shown before the reader asks"
+        solution.locator("button.toggle-button").first.click()
+        body.wait_for(state="visible", timeout=5000)
+        assert body.is_visible()
+    finally:
+        page.close()
+
+
+def test_every_diagram_is_drawn(browser, site_url, built_site):
+    """The diagrams (sphinx.ext.graphviz, SVG in an <object>) load as SVG, each with its alt text."""
+    base, _ = site_url
+    pages = {doc: BeautifulSoup((built_site / f"{doc}.html").read_text(encoding="utf-8"), "html.parser")
+             .select("object.graphviz") for doc in toc_files(SRC / "_toc.yml")}
+    pages = {doc: objects for doc, objects in pages.items() if objects}
+    assert sum(map(len, pages.values())) >= 7, f"only {sum(map(len, pages.values()))} diagrams: {list(pages)}"
+    for doc, objects in pages.items():
+        assert all(o.get_text(strip=True) for o in objects), f"{doc}: a diagram without alt text"
+    page = browser.new_page()
+    try:
+        for doc, objects in pages.items():
+            page.goto(base + f"{doc}.html", wait_until="load")
+            drawn = page.eval_on_selector_all(
+                "object.graphviz", "os => os.map(o => !!(o.contentDocument && o.contentDocument.querySelector('svg g.node')))")
+            assert drawn == [True] * len(objects), f"{doc}: diagrams not drawn: {drawn}"
+    finally:
+        page.close()

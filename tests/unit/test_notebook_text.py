@@ -86,3 +86,71 @@ def test_the_key_parser(tmp_path):
         {"cell_type": "code", "source": ['results.glue("acc", 0.5)\nglue("n", 3)']}]}))
     assert pasted_keys(sample) == {"acc", "n", "fig", "02_x::k"}
     assert glued_keys(sample) == {"acc", "n"}
+
+
+# The chapters and the appendices that teach (not the results table) end with exercises.
+EXERCISE_RE = re.compile(r"^`{3,}\{exercise\}[^\n]*\n:label: (\S+)", re.M)
+SOLUTION_RE = re.compile(r"^`{3,}\{solution(?:-start)?\} (\S+)\n((?::[a-z]+:[^\n]*\n)*)", re.M)
+WITH_EXERCISES = [p for p in NOTEBOOKS if p.stem[:2].isdigit() or p.stem in ("appendix_errata", "appendix_distribute")]
+
+
+def exercises(path: Path) -> tuple[list[str], dict[str, str], list[list[dict]]]:
+    """The exercise labels, each solved label's options, and the cells inside each gated solution."""
+    labels, solutions, gated, inside = [], {}, [], None
+    for cell in cells(path):
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            labels += EXERCISE_RE.findall(text)
+            solutions.update(SOLUTION_RE.findall(text))
+            if "{solution-start}" in text:
+                inside = []
+            if "{solution-end}" in text and inside is not None:
+                gated.append(inside)
+                inside = None
+        elif inside is not None:
+            inside.append(cell)
+    return labels, solutions, gated
+
+
+@pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.name)
+def test_each_chapter_ends_with_four_exercises_with_hidden_solutions_one_runnable(path):
+    labels, solutions, gated = exercises(path)
+    assert len(labels) >= 4, f"{path.name} has {len(labels)} exercises, wants at least 4"
+    assert len(set(labels)) == len(labels), f"{path.name}: an exercise label is used twice"
+    assert sorted(solutions) == sorted(labels), f"{path.name}: exercises {labels}, solutions {sorted(solutions)}"
+    hidden = {label for label, options in solutions.items() if re.search(r":class:[^\n]*\bdropdown\b", options)}
+    assert hidden == set(labels), f"{path.name}: solutions not hidden in a dropdown: {sorted(set(labels) - hidden)}"
+    assert any(c["cell_type"] == "code" and "".join(c["source"]).strip() for g in gated for c in g), (
+        f"{path.name}: no solution runs code in the build (a code cell between solution-start and solution-end)")
+
+
+def test_exercise_labels_are_unique_across_the_book():
+    labels = [label for path in WITH_EXERCISES for label in exercises(path)[0]]
+    assert len(set(labels)) == len(labels), sorted(label for label in labels if labels.count(label) > 1)
+
+
+def test_the_exercise_parser(tmp_path):
+    sample = tmp_path / "sample.ipynb"
+    sample.write_text(json.dumps({"cells": [
+        {"cell_type": "markdown", "source": ["```{exercise} A\n:label: ex-a\nText\n```\n\n"
+                                             "```{solution} ex-a\n:class: dropdown\nDone.\n```\n"
+                                             "```{exercise}\n:label: ex-b\nRun\n```\n"]},
+        {"cell_type": "markdown", "source": ["````{solution-start} ex-b\n:class: dropdown\n````\n"]},
+        {"cell_type": "code", "source": ["print(1)"]},
+        {"cell_type": "markdown", "source": ["````{solution-end}\n````"]}]}))
+    labels, solutions, gated = exercises(sample)
+    assert labels == ["ex-a", "ex-b"] and set(solutions) == {"ex-a", "ex-b"}
+    assert [[c["source"] for c in g] for g in gated] == [[["print(1)"]]]
+
+
+GRAPHVIZ_RE = re.compile(r"^`{3,}\{graphviz\}[^\n]*\n((?::[a-z]+:[^\n]*\n)*)", re.M)
+
+
+def test_the_book_has_its_diagrams_each_with_alt_text():
+    """At least 7 Graphviz diagrams (the models' data flows), each with `:alt:` for readers who cannot see it."""
+    found = {path.name: GRAPHVIZ_RE.findall("\n".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "markdown"))
+             for path in NOTEBOOKS}
+    count = sum(map(len, found.values()))
+    assert count >= 7, f"{count} diagrams: {found}"
+    missing = [name for name, options in found.items() for o in options if not re.search(r"^:alt: \S", o, re.M)]
+    assert not missing, f"diagrams without alt text in {missing}"
