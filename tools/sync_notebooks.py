@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Keep two generated cells of every notebook in _toc.yml in sync with the repository.
 
-1. A Markdown cell tagged `cost-note`, right after the title cell: how long the notebook
-   takes in quick and full mode, read from book/_runtimes.json (or, for a notebook with
-   no entry there, that the time has not been measured yet).
+1. A Markdown cell tagged `cost-note`, right after the title cell: one line saying how long
+   the notebook takes in quick and full mode, read from book/_runtimes.json (or, for a
+   notebook with no entry there, that the time has not been measured yet), linked to the
+   preface's paragraph on how the times were measured.
 2. A code cell tagged `colab-install` (and `remove-cell`, so the site does not show it),
    right after the cost note and so the first code cell: in Google Colab, and only there,
    it installs the companion package uvbook from `repository.url` (and `branch`) of
@@ -176,31 +177,16 @@ def duration(value) -> str:
     return f"{_amount(value, unit)} {unit}"
 
 
-def _mode(name: str, how: str, wall, cpu) -> str:
-    if wall is None and cpu is None:
-        return f"{name} ({how}): not measured yet."
-    parts = []
-    if wall is not None:
-        parts.append(f"about {duration(wall)} of wall-clock time")
-    if cpu is not None:
-        parts.append(f"{duration(cpu)} of CPU time")
-    return f"{name} ({how}): " + ", ".join(parts) + "."
-
-
 def cost_note(entry: dict | None) -> str:
-    if not entry:
-        return ("**Expected cost.** How long this notebook takes on a 2-core CPU, in quick mode "
-                "(`UVBOOK_QUICK=1`) and in full mode, has not been measured yet.")
-    text = ["**Expected cost.**",
-            _mode("Quick mode", "`UVBOOK_QUICK=1`, as `make test` runs it", entry.get("quick_s"), entry.get("quick_cpu_s")),
-            _mode("Full mode", "as `make book` runs it", entry.get("full_s"), entry.get("full_cpu_s"))]
-    if entry.get("detail"):
-        text.append(entry["detail"].rstrip(".") + ".")
-    if entry.get("measured"):
-        text.append(f"Measured {entry['measured'].rstrip('.')}.")
-    if entry.get("caveat"):
-        text.append(entry["caveat"].rstrip(".") + ".")
-    return " ".join(text)
+    """One line: the notebook's wall-clock time in quick and in full mode, linked to the
+    preface's paragraph on how the times were measured (the `cost-notes` label of index.md)."""
+    link = "({ref}`how these times were measured <cost-notes>`)"
+    quick, full = (entry or {}).get("quick_s"), (entry or {}).get("full_s")
+    if quick is None and full is None:
+        return f"**Expected cost** on a 2-core CPU: not measured yet {link}."
+    parts = [f"about {duration(t)} in {mode} mode" if t is not None else f"not measured yet in {mode} mode"
+             for t, mode in ((quick, "quick"), (full, "full"))]
+    return f"**Expected cost** on a 2-core CPU: {parts[0]} (`UVBOOK_QUICK=1`), {parts[1]} {link}."
 
 
 def colab_code(url: str, branch: str) -> str:
