@@ -154,3 +154,55 @@ def test_the_book_has_its_diagrams_each_with_alt_text():
     assert count >= 7, f"{count} diagrams: {found}"
     missing = [name for name, options in found.items() for o in options if not re.search(r"^:alt: \S", o, re.M)]
     assert not missing, f"diagrams without alt text in {missing}"
+
+
+# Claims guarded. The rule, kept simple: in a notebook's Markdown (outside exercises and
+# their solutions), a sentence that states a ranking (one of RANKING's phrases) must paste a
+# glued value ({glue...}: the word or number this run computed), or be listed in
+# RANKING_ALLOWED with the reason it needs none (a general statement, a published result,
+# or a ranking that a sanity-check cell asserts, named by the cell's id). Text about the
+# book's own aims is never a ranking claim: "set for this chapter" is refused outright.
+RANKING = re.compile(r"\b(beats?|outperforms?|overtakes?|better than|worse than|wins?|ties with|"
+                     r"pulls? ahead|prefers?)\b", re.I)
+RANKING_ALLOWED: dict[str, str] = {
+    "has to beat to earn its place": "the book's aim, not a result",
+    "The baselines every later chapter must beat": "a heading stating the aim",
+    "cannot beat them, the deep model": "a conditional: what failing to beat them would mean",
+    "the clearest win this book can show": "what would count as a result, not a result",
+    "the baseline every method must beat": "the aim (Chapters 2 and 8)",
+    "the floor every method must beat": "the aim (Chapter 6)",
+    "held-out accuracy wins": "the definition of the cross-validation rule",
+    "when the discriminator wins": "theory: the condition under which the minimax loss saturates",
+    "beats PCA with the same 8 numbers": "asserted in full mode by Chapter 3's sanity check (cell 4ee833f4)",
+    "must beat that model's exact log-likelihood": "asserted by Chapter 5's sanity check (cell da2c6c13)",
+    "something better than the frozen encoder, or merely fit": "the question the row answers, with numbers",
+    "have done better than both on image quality": "a published result, cited",
+    "prefers independent factors": "theory: what the beta-VAE's objective favours",
+    "does better than a rule that knows nothing about images": "how to read the table that follows",
+}
+
+
+def ranking_sentences(path: Path) -> list[str]:
+    out = []
+    for cell in cells(path):
+        text = "".join(cell["source"])
+        if cell["cell_type"] != "markdown" or "{exercise}" in text or "{solution" in text:
+            continue
+        for sentence in re.split(r"(?<=[.!?])\s+", text):
+            if RANKING.search(sentence) and "{glue" not in sentence:
+                out.append(" ".join(sentence.split()))
+    return out
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_ranking_in_the_prose_is_computed_or_explained(path):
+    text = "".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "markdown")
+    assert "set for this chapter" not in text, f"{path.name} talks of a target set for this chapter"
+    unguarded = [s for s in ranking_sentences(path) if not any(a in s for a in RANKING_ALLOWED)]
+    assert not unguarded, f"{path.name}: rankings neither glued nor allowed:\n" + "\n".join(unguarded)
+
+
+def test_every_allowed_ranking_is_still_there():
+    sentences = [s for path in NOTEBOOKS for s in ranking_sentences(path)]
+    stale = [a for a in RANKING_ALLOWED if not any(a in s for s in sentences)]
+    assert not stale, f"RANKING_ALLOWED entries no sentence needs any more: {stale}"
