@@ -120,8 +120,11 @@ def test_each_chapter_ends_with_four_exercises_with_hidden_solutions_one_runnabl
     assert sorted(solutions) == sorted(labels), f"{path.name}: exercises {labels}, solutions {sorted(solutions)}"
     hidden = {label for label, options in solutions.items() if re.search(r":class:[^\n]*\bdropdown\b", options)}
     assert hidden == set(labels), f"{path.name}: solutions not hidden in a dropdown: {sorted(set(labels) - hidden)}"
-    assert any(c["cell_type"] == "code" and "".join(c["source"]).strip() for g in gated for c in g), (
+    runnable = ["".join("".join(c["source"]) for c in g if c["cell_type"] == "code") for g in gated]
+    assert any(code.strip() for code in runnable), (
         f"{path.name}: no solution runs code in the build (a code cell between solution-start and solution-end)")
+    assert all("assert " in code for code in runnable if code.strip()), (
+        f"{path.name}: a runnable solution checks nothing (it needs an assert a wrong solution would fail)")
 
 
 def test_exercise_labels_are_unique_across_the_book():
