@@ -581,10 +581,15 @@ class NeighbourMonitor(keras.callbacks.Callback):
 
 class WatchAccuracy(keras.callbacks.Callback):
     """After every epoch, the accuracy of the model's classifier on held-out labelled images, and the
-    training seconds so far (``watch_accuracy`` and ``elapsed`` in the logs and the history)."""
+    training seconds so far (``watch_accuracy`` and ``elapsed`` in the logs and the history).
+    ``classifier``: the network that maps the images to logits, when it is not the model or its
+    ``classifier`` attribute (for example a classifier of features behind a frozen encoder)."""
 
-    def __init__(self, x, y, batch_size: int = 1000):
+    def __init__(self, x, y, batch_size: int = 1000, classifier: keras.Model | None = None):
         super().__init__()
+        if classifier is not None and not isinstance(classifier, keras.Model):
+            raise ValueError(f"classifier must be a keras.Model or None; got {type(classifier).__name__}")
+        self.classifier = classifier
         self.x = check_images(x, "x")
         self.y = check_labels(y, "y", length=len(self.x))
         self.batch_size = check_positive_int(batch_size, "batch_size")
@@ -594,7 +599,7 @@ class WatchAccuracy(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        net = getattr(self.model, "classifier", self.model)
+        net = self.classifier or getattr(self.model, "classifier", self.model)
         pred = predict_logits(net, self.x, self.batch_size).argmax(axis=1)
         if logs is not None:
             logs["watch_accuracy"] = float(np.mean(pred == self.y))

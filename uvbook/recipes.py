@@ -38,6 +38,8 @@ from uvbook.models.autoencoder import Autoencoder, DenoisingAutoencoder
 from uvbook.models.classifier import build_cnn_classifier
 from uvbook.models.contrastive import SimCLR, build_simclr
 from uvbook.models.gan import GAN, WGANGP, build_dcgan_discriminator, build_dcgan_generator
+from uvbook.models.semigen import (M2, SemiSupervisedGAN, build_sgan_discriminator, build_sgan_generator,
+                                   semisup_batches)
 from uvbook.models.semisup import FixMatch, semisup_pipeline, weak_augment
 from uvbook.models.vae import VAE, binarize, build_vae
 from uvbook.modes import by_mode, set_seed
@@ -423,7 +425,20 @@ METHODS = {
     "supervised": "Chapter 2's CNN from scratch, labelled images only (weak augmentation)",
     "finetune": "Chapter 6's SimCLR encoder and a linear layer, fine-tuned on the labelled images only",
     "fixmatch": "Chapter 6's SimCLR encoder and a linear layer, trained by FixMatch on both",
+    "sgan": "a semi-supervised GAN (K logits and 'generated', feature matching) from scratch, on both",
+    "m2": "M2 on Chapter 5's VAE posterior (M1 + M2), on both",
 }
+
+#: The semi-supervised GAN of Chapter 7: Salimans et al.'s (2016) MNIST networks (without their
+#: weight normalisation), a batch of labelled and one of unlabelled images a step, Adam.
+SGAN_CONFIG = {"latent_dim": 100, "g_hidden": (500, 500), "d_hidden": (1000, 500, 250, 250, 250),
+               "input_noise": 0.3, "hidden_noise": 0.5, "unsupervised_weight": 1.0, "labelled_batch": 100,
+               "unlabelled_batch": 100, "learning_rate": 1e-3, "beta_1": 0.5}
+
+#: M2 of Chapter 7 on Chapter 5's VAE posterior (Kingma et al. 2014's M1 + M2 with M1 the book's
+#: VAE): one hidden layer of 500 units a network, the paper's alpha, Adam as in the paper's code.
+M2_CONFIG = {"latent_dim": 16, "hidden": (500,), "alpha": 0.1, "labelled_batch": 100, "unlabelled_batch": 100,
+             "learning_rate": 3e-4}
 
 
 def semisup_sizes() -> dict:
@@ -434,6 +449,16 @@ def semisup_sizes() -> dict:
     return {"n_train": by_mode(quick=3000, full=None), "n_watch": by_mode(quick=300, full=5000),
             "supervised_steps": by_mode(quick=40, full=300), "supervised_batch": 32,
             "steps": by_mode(quick=60, full=1000), "report_every": by_mode(quick=30, full=200)}
+
+
+def generative_semisup_steps(method: str) -> dict:
+    """Training steps of the semi-supervised GAN (``"sgan"``) or of M2 (``"m2"``) in the current
+    mode, with a report every ``report_every`` steps (kept apart from :func:`semisup_sizes`, whose
+    values are in the cache keys of the other methods' trained models)."""
+    if method not in ("sgan", "m2"):
+        raise ValueError(f"method must be 'sgan' or 'm2'; got {method!r}")
+    steps = {"sgan": by_mode(quick=60, full=500), "m2": by_mode(quick=100, full=1500)}[method]
+    return {"steps": steps, "report_every": max(1, steps // by_mode(quick=2, full=5))}
 
 
 def semisup_split(per_class: int, seed: int, n_train: int | None = None, n_watch: int = 5000) -> dict:
@@ -479,6 +504,7 @@ def train_few_label_classifier(method: str, per_class: int, seed: int,
     """One of Chapter 7's trained methods (:data:`METHODS`) on one labelled draw: ``(classifier,
     history)``, trained once and cached (:func:`uvbook.train.train_or_load`).
 
+    ``"sgan"`` and ``"m2"`` are :func:`train_sgan_classifier` and :func:`train_m2_classifier`.
     ``"supervised"`` and ``"finetune"`` train on the labelled images alone with
     :func:`~uvbook.models.semisup.weak_augment` (``supervised_steps`` steps of Adam, cosine decay); ``"fixmatch"``
     trains :class:`~uvbook.models.semisup.FixMatch` with :data:`FIXMATCH_CONFIG` for ``steps`` steps. Both start from
@@ -492,6 +518,10 @@ def train_few_label_classifier(method: str, per_class: int, seed: int,
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}; got {method!r}")
     check_positive_int(per_class, "per_class")
+    if method == "sgan":
+        return train_sgan_classifier(per_class, seed, verbose)
+    if method == "m2":
+        return train_m2_classifier(per_class, seed, verbose)
     name = f"ch7_{method}_k{per_class}_s{seed}"
     sizes = semisup_sizes()
     data = semisup_split(per_class, seed, sizes["n_train"], sizes["n_watch"])
@@ -539,3 +569,92 @@ def train_few_label_classifier(method: str, per_class: int, seed: int,
 
     model, history = train_or_load(name, build, fit, key, verbose=verbose)
     return getattr(model, "classifier", model), history
+
+
+def _generative_key(method: str, per_class: int, seed: int, config: dict) -> dict:
+    return {"method": method, "network": METHODS[method], "per_class": per_class, "seed": seed,
+            "sizes": {**semisup_sizes(), **generative_semisup_steps(method)}, "config": config,
+            "data": "fashion_mnist train: few_labels(per_class, seed) labelled, stratified n_watch watched, "
+                    "the rest unlabelled"}
+
+
+def train_sgan_classifier(per_class: int, seed: int, verbose: bool = True) -> tuple[keras.Model, dict]:
+    """Chapter 7's semi-supervised GAN (:class:`~uvbook.models.semigen.SemiSupervisedGAN`,
+    :data:`SGAN_CONFIG`) on one labelled draw of :func:`semisup_split`: ``(classifier, history)``,
+    the classifier being the discriminator's class logits. Trained once and cached."""
+    check_positive_int(per_class, "per_class")
+    cfg, sizes, steps = SGAN_CONFIG, semisup_sizes(), generative_semisup_steps("sgan")
+    name = f"ch7_sgan_k{per_class}_s{seed}"
+    data = semisup_split(per_class, seed, sizes["n_train"], sizes["n_watch"])
+
+    def build() -> SemiSupervisedGAN:
+        set_seed(seed)
+        model = SemiSupervisedGAN(build_sgan_generator(cfg["latent_dim"], cfg["g_hidden"]),
+                                  build_sgan_discriminator(10, cfg["d_hidden"], cfg["input_noise"],
+                                                           cfg["hidden_noise"]),
+                                  unsupervised_weight=cfg["unsupervised_weight"], seed=seed, name="sgan")
+        model.compile(d_optimizer=keras.optimizers.Adam(cfg["learning_rate"], beta_1=cfg["beta_1"]),
+                      g_optimizer=keras.optimizers.Adam(cfg["learning_rate"], beta_1=cfg["beta_1"]))
+        return model
+
+    def fit(model: SemiSupervisedGAN, backup=None):
+        batches = semisup_batches(data["x_l"], data["y_l"], data["x_u"], cfg["labelled_batch"],
+                                  cfg["unlabelled_batch"], seed=seed)
+        every = steps["report_every"]
+        return model.fit(batches, epochs=steps["steps"] // every, steps_per_epoch=every, verbose=0,
+                         callbacks=[WatchAccuracy(data["x_watch"], data["y_watch"]), *progress(name, verbose),
+                                    *resumable(backup)])
+
+    model, history = train_or_load(name, build, fit, _generative_key("sgan", per_class, seed, cfg), verbose=verbose)
+    return model.classifier, history
+
+
+def m1_posterior(vae: VAE, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """``[z_mean, z_log_var]`` of ``vae``'s encoder for images ``x``, side by side (N, 2 * latent):
+    the inputs M2 takes with ``posterior_inputs=True``."""
+    x = check_images(x, "x")
+    check_positive_int(batch_size, "batch_size")
+    parts = []
+    for i in range(0, len(x), batch_size):
+        z_mean, z_log_var = vae.encoder(x[i:i + batch_size], training=False)
+        parts.append(np.concatenate([keras.ops.convert_to_numpy(z_mean), keras.ops.convert_to_numpy(z_log_var)], 1))
+    return np.concatenate(parts).astype("float32")
+
+
+def m1_m2_classifier(vae: VAE, m2: M2) -> keras.Model:
+    """Images to class logits: ``vae``'s posterior mean, then ``m2``'s classifier ``q(y|z_1)``."""
+    image = keras.Input(tuple(vae.encoder.inputs[0].shape[1:]), name="image")
+    z_mean, _ = vae.encoder(image)
+    return keras.Model(image, m2.classifier(z_mean), name="m1_m2_classifier")
+
+
+def train_m2_classifier(per_class: int, seed: int, verbose: bool = True) -> tuple[keras.Model, dict]:
+    """Chapter 7's M1 + M2: :class:`~uvbook.models.semigen.M2` (:data:`M2_CONFIG`) trained on the
+    posterior of Chapter 5's VAE (:func:`train_fashion_vae`, loaded from the cache or trained)
+    for one labelled draw of :func:`semisup_split`. Returns ``(classifier, history)``, the
+    classifier taking images (:func:`m1_m2_classifier`). Trained once and cached."""
+    check_positive_int(per_class, "per_class")
+    cfg, sizes, steps = M2_CONFIG, semisup_sizes(), generative_semisup_steps("m2")
+    name = f"ch7_m2_k{per_class}_s{seed}"
+    data = semisup_split(per_class, seed, sizes["n_train"], sizes["n_watch"])
+    vae = train_fashion_vae(verbose=False)[0]
+    key = {**_generative_key("m2", per_class, seed, cfg), "m1": weights_digest(vae)}
+    h_l, h_u = m1_posterior(vae, data["x_l"]), m1_posterior(vae, data["x_u"])
+    share = len(h_l) / (len(h_l) + len(h_u))
+
+    def build() -> M2:
+        set_seed(seed)
+        model = M2(h_l.shape[1] // 2, 10, cfg["latent_dim"], cfg["hidden"], alpha=cfg["alpha"],
+                   labelled_share=share, posterior_inputs=True, seed=seed, name="m2")
+        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
+        return model
+
+    def fit(model: M2, backup=None):
+        batches = semisup_batches(h_l, data["y_l"], h_u, cfg["labelled_batch"], cfg["unlabelled_batch"], seed=seed)
+        every = steps["report_every"]
+        watch = WatchAccuracy(data["x_watch"], data["y_watch"], classifier=m1_m2_classifier(vae, model))
+        return model.fit(batches, epochs=steps["steps"] // every, steps_per_epoch=every, verbose=0,
+                         callbacks=[watch, *progress(name, verbose), *resumable(backup)])
+
+    model, history = train_or_load(name, build, fit, key, verbose=verbose)
+    return m1_m2_classifier(vae, model), history

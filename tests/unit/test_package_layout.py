@@ -18,7 +18,8 @@ LAYERS: list[set[str]] = [
     {"uvbook", "uvbook.modes", "uvbook.validate", "uvbook._io"},
     {"uvbook.data", "uvbook.layers", "uvbook.plots"},
     {"uvbook.models", "uvbook.models.classifier", "uvbook.models.autoencoder", "uvbook.models.vae",
-     "uvbook.models.gan", "uvbook.models.contrastive", "uvbook.models.semisup"},
+     "uvbook.models.gan", "uvbook.models.contrastive", "uvbook.models.semisup",
+     "uvbook.models.semigen"},
     {"uvbook.evaluate"},                 # metrics and the evaluation protocol
     {"uvbook.callbacks"},                # resume, guards, monitors (monitors use evaluate)
     {"uvbook.train"},                    # train_or_load

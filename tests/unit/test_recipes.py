@@ -33,6 +33,7 @@ def tiny(monkeypatch, tmp_path):
     monkeypatch.setattr(recipes, "semisup_sizes", lambda: {
         "n_train": 300, "n_watch": 50, "supervised_steps": 4, "supervised_batch": 16, "steps": 4,
         "report_every": 4})
+    monkeypatch.setattr(recipes, "generative_semisup_steps", lambda method: {"steps": 4, "report_every": 2})
 
 
 RUNS = {
@@ -44,6 +45,8 @@ RUNS = {
                                          epochs=1, batch_size=32, key={"test": "tiny"}, verbose=v),
     "simclr": lambda v: recipes.train_fashion_simclr(verbose=v),
     "fixmatch": lambda v: recipes.train_few_label_classifier("fixmatch", 1, 0, verbose=v),
+    "sgan": lambda v: recipes.train_few_label_classifier("sgan", 1, 0, verbose=v),
+    "m2": lambda v: recipes.train_few_label_classifier("m2", 1, 0, verbose=v),
 }
 
 

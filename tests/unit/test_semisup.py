@@ -236,7 +236,7 @@ def test_graph_predict_takes_features_or_links():
 def test_recipe_refuses_an_unknown_method_before_training():
     from uvbook.recipes import train_few_label_classifier
 
-    with pytest.raises(ValueError, match=r"method must be one of \['finetune', 'fixmatch', 'supervised'\]; "
+    with pytest.raises(ValueError, match=r"method must be one of \['finetune', 'fixmatch', 'm2', 'sgan', 'supervised'\]; "
                                          r"got 'mixmatch'"):
         train_few_label_classifier("mixmatch", 10, 0)
     with pytest.raises(ValueError, match="per_class must be a positive integer; got 0"):
