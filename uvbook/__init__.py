@@ -12,8 +12,8 @@ bottom up (a module imports only modules above it in this list, never below):
 * :mod:`uvbook.evaluate`: the metrics and the evaluation protocol every chapter shares
 * :mod:`uvbook.callbacks`, :mod:`uvbook.train`: resume, guards and monitors; train-or-load
 * :mod:`uvbook.recipes`: every model the book trains, from one config each
-* :mod:`uvbook.represent`, :mod:`uvbook.results`: Chapter 6's representations; the
-  results record
+* :mod:`uvbook.represent`, :mod:`uvbook.results`, :mod:`uvbook.explorer`: Chapter 6's
+  representations; the results record; Chapter 5's latent explorer for the web page
 
 ``tests/unit/test_package_layout.py`` checks this order. TensorFlow is imported only by
 the modules that need it, so ``import uvbook`` is fast.

@@ -429,14 +429,14 @@ METHODS = {
     "m2": "M2 on Chapter 5's VAE posterior (M1 + M2), on both",
 }
 
-#: The semi-supervised GAN of Chapter 7: Salimans et al.'s (2016) MNIST networks (without their
-#: weight normalisation), a batch of labelled and one of unlabelled images a step, Adam.
+#: Settings of Chapter 7's semi-supervised GAN, Salimans et al.'s (2016) MNIST networks (without
+#: their weight normalisation), with a batch of labelled and one of unlabelled images a step, Adam.
 SGAN_CONFIG = {"latent_dim": 100, "g_hidden": (500, 500), "d_hidden": (1000, 500, 250, 250, 250),
                "input_noise": 0.3, "hidden_noise": 0.5, "unsupervised_weight": 1.0, "labelled_batch": 100,
                "unlabelled_batch": 100, "learning_rate": 1e-3, "beta_1": 0.5}
 
-#: M2 of Chapter 7 on Chapter 5's VAE posterior (Kingma et al. 2014's M1 + M2 with M1 the book's
-#: VAE): one hidden layer of 500 units a network, the paper's alpha, Adam as in the paper's code.
+#: Settings of Chapter 7's M2 on Chapter 5's VAE posterior (Kingma et al. 2014's M1 + M2, with the
+#: book's VAE as M1), one hidden layer of 500 units a network, the paper's alpha, Adam as in its code.
 M2_CONFIG = {"latent_dim": 16, "hidden": (500,), "alpha": 0.1, "labelled_batch": 100, "unlabelled_batch": 100,
              "learning_rate": 3e-4}
 

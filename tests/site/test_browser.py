@@ -346,3 +346,77 @@ def test_every_diagram_is_drawn(browser, site_url, built_site):
             assert drawn == [True] * len(objects), f"{doc}: diagrams not drawn: {drawn}"
     finally:
         page.close()
+
+
+# Chapter 5's latent explorer: what the page script draws must be what the Keras decoder gives.
+EXPLORER_PAGE = "book/05_vaes"
+_READ_EXPLORER = """() => {
+  const c = document.querySelector("canvas.uvbook-explorer-image");
+  const d = c.getContext("2d").getImageData(0, 0, 28, 28).data;
+  const v = [];
+  for (let i = 0; i < 784; i++) v.push(1 - d[4 * i] / 255);   // drawn dark on white: 1 - grey
+  return {z: [parseFloat(c.dataset.z1), parseFloat(c.dataset.z2)], v: v};
+}"""
+
+
+def check_explorer(browser, base: str, site: Path) -> float:
+    """Open Chapter 5, click the pad at the reference pixels that uvbook.explorer.export_explorer
+    decoded with the Keras model when the chapter ran, and compare the canvas with those
+    images. Returns the largest pixel difference; fails on a console error, a request to
+    another host, or files over 2 MB."""
+    import json
+
+    import numpy as np
+
+    reference = json.loads((site / "_static" / "explorer" / "reference.json").read_text(encoding="utf-8"))
+    size = sum((site / "_static" / name).stat().st_size
+               for name in ("explorer/vae2d.js", "explorer.js", "explorer.css"))
+    assert size < 2_000_000, f"the explorer's files weigh {size / 1e6:.2f} MB"
+    page = browser.new_page()
+    errors, requests = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    worst = 0.0
+    try:
+        page.goto(base + f"{EXPLORER_PAGE}.html", wait_until="load")
+        page.wait_for_selector("#uvbook-latent-explorer[data-ready='true']", timeout=10_000)
+        pad = page.locator("canvas.uvbook-explorer-pad")
+        pad.scroll_into_view_if_needed()
+        pixels = int(pad.get_attribute("width"))
+        scale = pad.evaluate("c => c.clientWidth") / pixels     # CSS pixels per pad pixel
+        for (col, row), z, expected in zip(reference["pixels"], reference["points"], reference["images"]):
+            # Playwright's position is from the padding edge, as the script's offsetX is
+            pad.click(position={"x": (col + 0.5) * scale, "y": (row + 0.5) * scale})
+            got = page.evaluate(_READ_EXPLORER)
+            assert np.allclose(got["z"], z, atol=1e-3), (col, row, got["z"], z)
+            gap = float(np.max(np.abs(np.asarray(got["v"]) - np.asarray(expected).ravel())))
+            assert gap <= 0.02, f"pixel ({col}, {row}) -> z = {z}: the page's image is {gap:.3f} off"
+            worst = max(worst, gap)
+        strip = page.eval_on_selector("canvas.uvbook-explorer-strip", "c => c.getContext('2d')"
+                                      ".getImageData(0, 0, c.width, c.height).data.some(v => v < 255)")
+        assert strip, "the interpolation strip is blank"
+    finally:
+        page.close()
+    assert not errors, f"console errors on {EXPLORER_PAGE}: {errors}"
+    outside = [u for u in requests if not _is_local(u, base)]
+    assert not outside, f"{EXPLORER_PAGE} asked other hosts for {outside}"
+    return worst
+
+
+def test_the_latent_explorer_decodes_in_the_browser(browser, site_url, built_site):
+    """Three clicks on the pad decode in the browser what the Python decoder decodes there."""
+    base, _ = site_url
+    assert check_explorer(browser, base, built_site) <= 0.02
+
+
+def test_the_latent_explorer_degrades_to_a_sentence_without_javascript(browser, site_url):
+    base, _ = site_url
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(base + f"{EXPLORER_PAGE}.html", wait_until="load")
+        assert "needs JavaScript" in page.inner_text("#uvbook-latent-explorer")
+        assert page.locator("canvas.uvbook-explorer-pad").count() == 0
+    finally:
+        context.close()

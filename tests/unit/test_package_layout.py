@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"uvbook.callbacks"},                # resume, guards, monitors (monitors use evaluate)
     {"uvbook.train"},                    # train_or_load
     {"uvbook.recipes"},                  # every model the book trains
-    {"uvbook.represent", "uvbook.results"},
+    {"uvbook.represent", "uvbook.results", "uvbook.explorer"},
     {"uvbook.__main__"},
 ]
 

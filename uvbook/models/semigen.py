@@ -148,7 +148,7 @@ class SemiSupervisedGAN(keras.Model):
     ``supervised + unsupervised_weight * unsupervised`` (:func:`sgan_discriminator_loss`) on
     the labelled, the unlabelled and as many generated images; then the generator minimises
     :func:`feature_matching_loss` between the unlabelled and fresh generated images. The
-    classifier is the discriminator's logits (:attr:`classifier`); generated images are only
+    classifier is the discriminator's logits (``classifier``); generated images are only
     a means.
 
     Metrics: ``d_loss``, ``supervised_loss``, ``unsupervised_loss``, ``g_loss`` (feature
@@ -182,7 +182,7 @@ class SemiSupervisedGAN(keras.Model):
 
     @property
     def classifier(self) -> keras.Model:
-        """Images to class logits: the discriminator without its feature output (shared weights)."""
+        """The discriminator without its feature output (shared weights), mapping images to class logits."""
         return keras.Model(self.discriminator.inputs[0], self.discriminator.outputs[0], name="sgan_classifier")
 
     def compile(self, d_optimizer: keras.optimizers.Optimizer | None = None,
@@ -276,7 +276,7 @@ class M2(keras.Model):
     """M2 of Kingma et al. (2014) on vectors: ``p(y) p(z) p(x|y,z)`` with a uniform prior on the
     ``n_classes`` labels, ``z ~ N(0, I)`` and a Gaussian ``p(x|y,z)`` (a mean from a decoder
     MLP, one learned variance a feature); ``q(z|x,y)`` Gaussian and ``q(y|x)`` categorical, both
-    MLPs. ``q(y|x)`` is the classifier (:attr:`classifier`, logits out).
+    MLPs. ``q(y|x)`` is the classifier (``classifier``, logits out).
 
     The loss of a batch ``((x_l, y_l), x_u)`` is Kingma et al.'s objective divided by the
     number of examples ``N``:
@@ -290,7 +290,7 @@ class M2(keras.Model):
 
     ``posterior_inputs=True`` (M1 + M2): every input row is ``[mean, log_var]`` of another
     model's Gaussian posterior (``2 * input_dim`` columns); each step draws a fresh sample
-    from it, as the paper's code does, and :attr:`classifier` reads the mean.
+    from it, as the paper's code does, and ``classifier`` reads the mean.
 
     Metrics: ``loss``, ``labelled_bound``, ``unlabelled_bound``, ``classification_loss``,
     ``accuracy`` (on the labelled batch).
