@@ -166,7 +166,10 @@ def test_the_book_has_its_diagrams_each_with_alt_text():
 # or a ranking that a sanity-check cell asserts, named by the cell's id). Text about the
 # book's own aims is never a ranking claim: "set for this chapter" is refused outright.
 RANKING = re.compile(r"\b(beats?|outperforms?|overtakes?|better than|worse than|wins?|ties with|"
-                     r"pulls? ahead|prefers?)\b", re.I)
+                     r"pulls? ahead|prefers?|"
+                     # superlatives stated of something: "X is the best", "are the strongest"
+                     r"(is|are|was|were|remains?|comes? out) (the )?(best|worst|strongest|weakest|"
+                     r"most accurate|least accurate|largest|smallest)(?! possible))\b", re.I)
 RANKING_ALLOWED: dict[str, str] = {
     "has to beat to earn its place": "the book's aim, not a result",
     "The baselines every later chapter must beat": "a heading stating the aim",
@@ -182,6 +185,11 @@ RANKING_ALLOWED: dict[str, str] = {
     "have done better than both on image quality": "a published result, cited",
     "prefers independent factors": "theory: what the beta-VAE's objective favours",
     "does better than a rule that knows nothing about images": "how to read the table that follows",
+    "is the best-documented example": "a statement about the literature, not a result",
+    "is the best *linear* compression": "theory: the Eckart-Young theorem, derived in the chapter",
+    "is largest at $D = a / (a + b)$": "theory: the optimal discriminator, derived in the chapter",
+    "Diffusion models are the strongest image generators": "a published result, cited in its section",
+    "are the smallest changes that make the article's code run": "what the appendix set out to do",
 }
 
 
