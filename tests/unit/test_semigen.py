@@ -116,21 +116,24 @@ def test_m2_bounds_equal_their_closed_form_when_the_networks_ignore_x_y_and_z():
     assert math.isclose(entropy[1], math.log(4), rel_tol=1e-6)    # a uniform q adds log K
 
 
-def test_unlabelled_bound_weights_each_class_by_q():
-    # a q(y|x) certain of one class makes U(x) that class's L(x, y) (zero entropy): check against
-    # L computed for that class, with the sampling noise removed by a zero encoder variance head
+def test_unlabelled_bound_is_the_q_weighted_labelled_bounds_plus_the_entropy():
+    # with the encoder's log-variance at -30, z is its mean and every bound is deterministic;
+    # then -B(x) = sum_y q(y|x) (-L(x, y)) + H(q) must hold for any q, which fails if the
+    # tiled classes were paired with the wrong examples or the wrong columns of q
     set_seed(0)
     m2 = M2(3, n_classes=3, latent_dim=2, hidden=(6,), seed=0)
     w = m2.encoder.get_weights()
     w[-2][:, 2:] = 0.0
-    w[-1][2:] = -30.0                      # log-variance -30: z is its mean
+    w[-1][2:] = -30.0
     m2.encoder.set_weights(w)
-    x = np.random.default_rng(1).normal(size=(5, 3)).astype("float32")
-    certain = np.full((5, 3), -50.0, dtype="float32")
-    certain[:, 2] = 50.0
-    u = _np(m2.unlabelled_bound(x, certain))
-    l2 = _np(m2.labelled_bound(x, np.eye(3, dtype="float32")[[2] * 5]))
-    assert np.allclose(u, l2, atol=1e-3)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 3)).astype("float32")
+    logits = rng.normal(size=(5, 3)).astype("float32") * 2
+    q = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    per_class = np.stack([_np(m2.labelled_bound(x, np.eye(3, dtype="float32")[[c] * 5])) for c in range(3)], 1)
+    assert np.ptp(per_class, axis=1).min() > 1e-3               # the classes' bounds differ
+    expected = np.sum(q * per_class, axis=1) - np.sum(q * np.log(q), axis=1)
+    assert np.allclose(_np(m2.unlabelled_bound(x, logits)), expected, atol=1e-4)
 
 
 def test_gaussian_log_likelihood_of_a_standard_normal():

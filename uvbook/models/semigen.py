@@ -125,18 +125,19 @@ def build_sgan_discriminator(n_classes: int = 10, hidden: Sequence[int] = (1000,
                              image_shape: tuple[int, int, int] = (28, 28, 1)) -> keras.Model:
     """Salimans et al.'s MNIST discriminator: Gaussian noise on the input (std ``input_noise``) and
     after every dense ReLU layer (``hidden_noise``), then ``n_classes`` logits. Two outputs:
-    ``[logits, features]``, the features being the last hidden layer (what feature matching
-    matches). The noise is active in training only."""
+    ``[logits, features]``, the features being the last hidden layer before its noise (what
+    feature matching matches, as in the paper's code). The noise is active in training only."""
     check_positive_int(n_classes, "n_classes")
     check_number(input_noise, "input_noise", 0.0)
     check_number(hidden_noise, "hidden_noise", 0.0)
     x = keras.Input(image_shape, name="image")
     h = keras.layers.GaussianNoise(input_noise, name="input_noise")(keras.layers.Flatten(name="flatten")(x))
-    for i, units in enumerate(hidden):
-        h = keras.layers.Dense(check_positive_int(units, "hidden units"), activation="relu", name=f"dense_{i}")(h)
-        h = keras.layers.GaussianNoise(hidden_noise, name=f"noise_{i}")(h)
     features = h
-    logits = keras.layers.Dense(n_classes, name="logits")(features)
+    for i, units in enumerate(hidden):
+        features = keras.layers.Dense(check_positive_int(units, "hidden units"), activation="relu",
+                                      name=f"dense_{i}")(h)
+        h = keras.layers.GaussianNoise(hidden_noise, name=f"noise_{i}")(features)
+    logits = keras.layers.Dense(n_classes, name="logits")(h)
     return keras.Model(x, [logits, features], name="sgan_discriminator")
 
 
@@ -281,10 +282,10 @@ class M2(keras.Model):
     The loss of a batch ``((x_l, y_l), x_u)`` is Kingma et al.'s objective divided by the
     number of examples ``N``:
 
-    ``labelled_share * mean(-L(x_l, y_l)) + (1 - labelled_share) * mean(-U(x_u))
+    ``labelled_share * mean(L(x_l, y_l)) + (1 - labelled_share) * mean(B(x_u))
     + alpha * mean(-log q(y_l|x_l))``
 
-    with :meth:`labelled_bound` ``L``, :meth:`unlabelled_bound` ``U`` and ``labelled_share``
+    with the bounds :meth:`labelled_bound` ``-L`` and :meth:`unlabelled_bound` ``-B``, and ``labelled_share``
     the labelled fraction of all examples; the paper's ``alpha = 0.1 N`` on the undivided
     objective is ``alpha = 0.1`` here.
 
@@ -340,8 +341,9 @@ class M2(keras.Model):
         return self.classifier(self._inputs(x, sample=False), training=training)
 
     def labelled_bound(self, x, y_onehot):
-        """``L(x, y) = E_q(z|x,y)[log p(x|y,z)] + log p(y) - KL(q(z|x,y) || p(z))`` per example,
-        with one reparameterised sample of ``z``: a lower bound on ``log p(x, y)``."""
+        """The bound ``-L(x, y) = E_q(z|x,y)[log p(x|y,z)] + log p(y) - KL(q(z|x,y) || p(z))`` per
+        example (Chapter 7's and the paper's ``L`` is its negative, a loss), with one
+        reparameterised sample of ``z``: a lower bound on ``log p(x, y)``."""
         stats = self.encoder(ops.concatenate([x, y_onehot], axis=-1))
         z_mean, z_log_var = stats[:, :self.latent_dim], stats[:, self.latent_dim:]
         eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
@@ -351,8 +353,8 @@ class M2(keras.Model):
         return log_px - math.log(self.n_classes) - gaussian_kl(z_mean, z_log_var)
 
     def unlabelled_bound(self, x, logits=None):
-        """``U(x) = sum_y q(y|x) L(x, y) + H(q(y|x))`` per example: the label summed out, a lower
-        bound on ``log p(x)``. ``logits``: the classifier's logits for ``x``, if already computed."""
+        """The bound ``-B(x) = sum_y q(y|x) (-L(x, y)) + H(q(y|x))`` per example (the paper's
+        ``-U(x)``): the label summed out, a lower bound on ``log p(x)``. ``logits``: the classifier's logits for ``x``, if already computed."""
         n, k = ops.shape(x)[0], self.n_classes
         if logits is None:
             logits = self.classifier(x)
