@@ -12,8 +12,10 @@ recipe                                             model                       t
 :func:`chapter3_model`                             two conv autoencoders       Chapter 3
 :func:`train_gan`, :func:`train_fashion_dcgan`     the GANs, the DCGAN         Chapter 4
 :func:`train_fashion_vae`                          the conv VAE                Chapter 5
+:func:`train_dense_vae`, :func:`train_mnist_vae`   dense VAEs, the MNIST VAE   Chapter 5
 :func:`train_fashion_simclr`                       SimCLR                      Chapter 6
 :func:`train_few_label_classifier`                 the few-label classifiers   Chapter 7
+:func:`train_simclr_twin_ae`                       SimCLR's autoencoder twin   Chapter 8
 =================================================  ==========================  ===========
 
 The cache keys keep the strings they had before the recipes moved here (for example
@@ -32,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from uvbook.callbacks import CollapseGuard, EpochLog, FrechetMonitor, NeighbourMonitor, WatchAccuracy, resumable
-from uvbook.data import few_labels, load_dataset, make_pipeline, stratified_subset
+from uvbook.data import available_mnist, few_labels, load_dataset, make_pipeline, stratified_subset
 from uvbook.evaluate import domain_features, domain_frechet_distance
 from uvbook.models.autoencoder import Autoencoder, DenoisingAutoencoder
 from uvbook.models.classifier import build_cnn_classifier
@@ -44,7 +46,7 @@ from uvbook.models.semisup import FixMatch, semisup_pipeline, weak_augment
 from uvbook.models.vae import VAE, binarize, build_vae
 from uvbook.modes import by_mode, set_seed
 from uvbook.train import train_or_load, weights_digest
-from uvbook.validate import check_images, check_positive_int
+from uvbook.validate import check_images, check_number, check_positive_int
 
 
 def progress(name: str, verbose: bool) -> list[keras.callbacks.Callback]:
@@ -457,7 +459,7 @@ def generative_semisup_steps(method: str) -> dict:
     values are in the cache keys of the other methods' trained models)."""
     if method not in ("sgan", "m2"):
         raise ValueError(f"method must be 'sgan' or 'm2'; got {method!r}")
-    steps = {"sgan": by_mode(quick=60, full=500), "m2": by_mode(quick=100, full=1500)}[method]
+    steps = {"sgan": by_mode(quick=60, full=500), "m2": by_mode(quick=200, full=1500)}[method]
     return {"steps": steps, "report_every": max(1, steps // by_mode(quick=2, full=5))}
 
 
@@ -658,3 +660,177 @@ def train_m2_classifier(per_class: int, seed: int, verbose: bool = True) -> tupl
 
     model, history = train_or_load(name, build, fit, key, verbose=verbose)
     return m1_m2_classifier(vae, model), history
+
+
+# --------------------------------------------------------------------------- Chapter 5: the dense VAEs and the MNIST VAE
+
+#: Chapter 5's dense VAEs: 784-512-256-d and back (:func:`uvbook.models.vae.build_vae`), a Bernoulli
+#: decoder, dynamic binarisation, Adam. The code size d and the KL weight β are :func:`train_dense_vae`'s.
+DENSE_VAE_CONFIG = {"architecture": "dense", "hidden": (512, 256), "binarize": True, "learning_rate": 1e-3}
+
+
+def dense_vae_sizes() -> dict:
+    """Training sizes of :func:`train_dense_vae` in the current mode (Chapter 5): ``n_val`` of the
+    ``n_train`` training images (None: all 60,000) are held out for validation
+    (:func:`fashion_cnn_split`, Chapter 2's split); ``epochs`` is the budget of a β-VAE (and the
+    default of any dense VAE), ``epochs_2d`` that of the 2-D VAE."""
+    return {"n_train": by_mode(quick=3000, full=None), "n_val": by_mode(quick=300, full=5000),
+            "epochs": by_mode(quick=3, full=6), "epochs_2d": by_mode(quick=3, full=10),
+            "batch_size": 128, "seed": 0}
+
+
+def train_dense_vae(name: str, latent_dim: int, epochs: int | None = None, beta: float = 1.0,
+                    verbose: bool = True) -> tuple[VAE, dict[str, list[float]]]:
+    """One of Chapter 5's dense VAEs on Fashion-MNIST, trained once and cached as ``name``:
+    ``(vae, history)``.
+
+    :data:`DENSE_VAE_CONFIG` with a ``latent_dim``-dimensional code and the KL weighted by
+    ``beta`` (1: the ELBO), trained for ``epochs`` (None: ``epochs`` of :func:`dense_vae_sizes`)
+    with dynamic binarisation on the training images of :func:`fashion_cnn_split` less its
+    validation split, which is binarised once with seed 0 and evaluated after every epoch
+    (``history`` has ``loss``, ``val_loss`` and both terms). Chapter 5 trains the 2-D VAE
+    (``"vae_dense_2d"``) and the β-VAEs (``"vae_dense_16_beta{β:g}"``) with it; a rerun loads them.
+
+    Raises:
+        ValueError: a ``latent_dim`` or ``epochs`` that is not a positive integer, a ``beta``
+            that is not a positive number, or a ``name`` that is not file-name-safe.
+    """
+    latent_dim = check_positive_int(latent_dim, "latent_dim")
+    beta = check_number(beta, "beta", 0.0, math.inf, lo_open=True, hi_open=True)
+    sizes = dense_vae_sizes()
+    epochs = check_positive_int(sizes["epochs"] if epochs is None else epochs, "epochs")
+    config = {"latent_dim": latent_dim, **DENSE_VAE_CONFIG, "beta": beta}
+    key = {"model": "uvbook.models.vae.VAE", "config": config, "data": "fashion_mnist train",
+           "n_train": sizes["n_train"], "n_val": sizes["n_val"],
+           "validation": "fashion_cnn_split of the training set (stratified, seed 0), binarised with seed 0",
+           "epochs": epochs, "batch_size": sizes["batch_size"], "seed": sizes["seed"]}
+
+    def build() -> VAE:
+        set_seed(sizes["seed"])
+        return build_vae(seed=sizes["seed"], name=name, **config)
+
+    def fit(model: VAE, backup=None):
+        x, _, x_val, _ = fashion_cnn_split(sizes["n_train"], sizes["n_val"])
+        train = make_pipeline(x, batch_size=sizes["batch_size"], seed=sizes["seed"])
+        val = make_pipeline(binarize(x_val, seed=0), batch_size=1000, shuffle=False)
+        return model.fit(train, epochs=epochs, validation_data=val, verbose=0,
+                         callbacks=[*progress(name, verbose), *resumable(backup, data=train)])
+
+    return train_or_load(name, build, fit, key, verbose=verbose)
+
+
+#: Chapter 5's MNIST VAE, the one-stochastic-layer model of Burda et al. (2016): 784-200-200-50
+#: with tanh units, a Bernoulli decoder, dynamic binarisation, Adam.
+MNIST_VAE_CONFIG = {"latent_dim": 50, "architecture": "dense", "hidden": (200, 200), "activation": "tanh",
+                    "binarize": True, "learning_rate": 1e-3}
+#: The MNISTs :func:`train_mnist_vae` trains on (see :func:`uvbook.data.available_mnist`).
+MNIST_VAE_DATASETS = ("mnist", "mnist_5k")
+
+
+def _check_mnist(dataset) -> str:
+    if dataset not in MNIST_VAE_DATASETS:
+        raise ValueError(f"dataset must be one of {MNIST_VAE_DATASETS}; got {dataset!r}")
+    return dataset
+
+
+def mnist_vae_split(dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x_fit, x_val)``: the training digits of ``dataset`` (``"mnist"`` or ``"mnist_5k"``) less a
+    stratified tenth of them (seed 0), held out for validation."""
+    x, y = load_dataset(_check_mnist(dataset), "train")
+    is_val = np.zeros(len(y), dtype=bool)
+    is_val[stratified_subset(y, len(y) // 10, seed=0)] = True
+    return x[~is_val], x[is_val]
+
+
+def mnist_vae_sizes(dataset: str) -> dict:
+    """Training sizes of :func:`train_mnist_vae` on ``dataset`` in the current mode: a fixed budget of
+    ``examples`` (epochs x training digits: 20,000 in quick mode, 400,000 in full mode), so
+    ``epochs`` is ``max(1, examples // n_train)`` for the ``n_train`` digits of
+    :func:`mnist_vae_split` (``n_val`` held out), in batches of 100."""
+    x_fit, x_val = mnist_vae_split(dataset)
+    examples = by_mode(quick=20_000, full=400_000)
+    return {"n_train": len(x_fit), "n_val": len(x_val), "examples": examples,
+            "epochs": max(1, examples // len(x_fit)), "batch_size": 100, "seed": 0}
+
+
+def train_mnist_vae(dataset: str | None = None, verbose: bool = True) -> tuple[VAE, dict[str, list[float]]]:
+    """Chapter 5's MNIST VAE (:data:`MNIST_VAE_CONFIG`), trained once and cached as
+    ``"vae_{dataset}_burda"``: ``(vae, history)``.
+
+    Trained with dynamic binarisation on :func:`mnist_vae_split`'s digits for
+    :func:`mnist_vae_sizes`' epochs; the held-out tenth is binarised once with seed 0 and
+    evaluated after every epoch. ``dataset`` None takes :func:`uvbook.data.available_mnist`
+    (full MNIST if this machine has it, else ``"mnist_5k"``, saying so loudly).
+
+    Raises:
+        ValueError: ``dataset`` is not one of :data:`MNIST_VAE_DATASETS`.
+    """
+    dataset = available_mnist() if dataset is None else _check_mnist(dataset)
+    name = f"vae_{dataset}_burda"
+    sizes = mnist_vae_sizes(dataset)
+    # the key's strings are those of the chapter's code before the recipe moved here
+    key = {"model": "uvbook.models.vae.VAE", "config": "784-200-200-50 tanh, Bernoulli, binarize, Adam 1e-3",
+           "data": dataset, "n_train": sizes["n_train"], "n_val": sizes["n_val"],
+           "validation": "a stratified tenth of the training digits (seed 0), binarised with seed 0",
+           "epochs": sizes["epochs"], "batch_size": sizes["batch_size"], "seed": sizes["seed"]}
+
+    def build() -> VAE:
+        set_seed(sizes["seed"])
+        return build_vae(seed=sizes["seed"], name="mnist_vae", **MNIST_VAE_CONFIG)
+
+    def fit(model: VAE, backup=None):
+        x, x_val = mnist_vae_split(dataset)
+        train = make_pipeline(x, batch_size=sizes["batch_size"], seed=sizes["seed"])
+        val = make_pipeline(binarize(x_val, seed=0), batch_size=1000, shuffle=False)
+        return model.fit(train, epochs=sizes["epochs"], validation_data=val, verbose=0,
+                         callbacks=[*progress(name, verbose), *resumable(backup, data=train)])
+
+    return train_or_load(name, build, fit, key, verbose=verbose)
+
+
+# --------------------------------------------------------------------------- Chapter 8: SimCLR's autoencoder twin
+
+#: Chapter 8's autoencoder twin of Chapter 6's SimCLR encoder: :meth:`Autoencoder.conv
+#: <uvbook.models.autoencoder.Autoencoder.conv>` with SimCLR's convolutions
+#: (``FASHION_SIMCLR_CONFIG["filters"]``), then a dense layer and a code as wide as SimCLR's
+#: projection head (256 and 128 units), MSE per pixel, Adam at SimCLR's learning rate.
+SIMCLR_TWIN_CONFIG = {"code_dim": 128, "dense_units": 256}
+
+
+def simclr_twin_sizes() -> dict:
+    """Training sizes of :func:`train_simclr_twin_ae` in the current mode: SimCLR's
+    (:func:`fashion_simclr_sizes`), so that the twin trains for as many epochs, in batches as large,
+    on the same ``n_train`` training images (all of them: it also sees the ``n_monitor`` images
+    SimCLR holds out to watch)."""
+    return fashion_simclr_sizes()
+
+
+def train_simclr_twin_ae(verbose: bool = True) -> tuple[Autoencoder, dict[str, list[float]]]:
+    """Chapter 8's autoencoder twin of the SimCLR encoder (:data:`SIMCLR_TWIN_CONFIG`), trained once
+    and cached as ``"ch8_twin_conv_ae"``: ``(autoencoder, history)``.
+
+    Trained on Fashion-MNIST's training images (:func:`simclr_twin_sizes`) to reconstruct them;
+    ``history`` has ``loss`` and ``mse`` per epoch. Chapter 8 reads it, like SimCLR, at the
+    flattened output of its convolutions (the encoder's layer ``"flatten"``), so that the
+    objective is the only difference between the two.
+    """
+    sizes = simclr_twin_sizes()
+    cfg, filters, lr = SIMCLR_TWIN_CONFIG, FASHION_SIMCLR_CONFIG["filters"], FASHION_SIMCLR_CONFIG["learning_rate"]
+    # "chapter 7": the key's text from before the chapters were renumbered (changing it would retrain)
+    key = {"model": "Autoencoder.conv", "code_dim": cfg["code_dim"], "filters": filters,
+           "dense_units": cfg["dense_units"], "purpose": "chapter 7: the SimCLR encoder's autoencoder twin",
+           **sizes}
+
+    def build() -> Autoencoder:
+        set_seed(sizes["seed"])
+        model = Autoencoder.conv(cfg["code_dim"], filters=filters, dense_units=cfg["dense_units"])
+        model.compile(optimizer=keras.optimizers.Adam(lr))
+        return model
+
+    def fit(model: Autoencoder, backup=None):
+        x, _ = load_dataset("fashion_mnist", "train", n=sizes["n_train"])
+        data = make_pipeline(x, batch_size=sizes["batch_size"], seed=sizes["seed"])
+        return model.fit(data, epochs=sizes["epochs"], verbose=0,
+                         callbacks=[*progress("ch8_twin_conv_ae", verbose), *resumable(backup, data=data)])
+
+    return train_or_load("ch8_twin_conv_ae", build, fit, key, verbose=verbose)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from uvbook import recipes
@@ -34,6 +35,14 @@ def tiny(monkeypatch, tmp_path):
         "n_train": 300, "n_watch": 50, "supervised_steps": 4, "supervised_batch": 16, "steps": 4,
         "report_every": 4})
     monkeypatch.setattr(recipes, "generative_semisup_steps", lambda method: {"steps": 4, "report_every": 2})
+    monkeypatch.setattr(recipes, "dense_vae_sizes", lambda: {
+        "n_train": 200, "n_val": 100, "epochs": 1, "epochs_2d": 1, "batch_size": 64, "seed": 0})
+    monkeypatch.setattr(recipes, "mnist_vae_split", lambda dataset: tuple(
+        np.split(load_dataset("mnist_5k", "train", n=250)[0], [200])))
+    monkeypatch.setattr(recipes, "mnist_vae_sizes", lambda dataset: {
+        "n_train": 200, "n_val": 50, "examples": 200, "epochs": 1, "batch_size": 64, "seed": 0})
+    monkeypatch.setattr(recipes, "simclr_twin_sizes", lambda: {
+        "n_train": 300, "n_monitor": 50, "epochs": 1, "batch_size": 64, "seed": 0})
 
 
 RUNS = {
@@ -47,6 +56,9 @@ RUNS = {
     "fixmatch": lambda v: recipes.train_few_label_classifier("fixmatch", 1, 0, verbose=v),
     "sgan": lambda v: recipes.train_few_label_classifier("sgan", 1, 0, verbose=v),
     "m2": lambda v: recipes.train_few_label_classifier("m2", 1, 0, verbose=v),
+    "dense_vae": lambda v: recipes.train_dense_vae("tiny_dense_vae", 2, beta=4.0, verbose=v),
+    "mnist_vae": lambda v: recipes.train_mnist_vae("mnist_5k", verbose=v),
+    "simclr_twin_ae": lambda v: recipes.train_simclr_twin_ae(verbose=v),
 }
 
 
@@ -60,6 +72,25 @@ def test_a_recipe_prints_one_progress_line_an_epoch(tiny, capsys, recipe):
     assert last["epoch"] == last["total"] and last["left"] == "0"
     assert re.search(r"(loss|accuracy) -?\d", last["numbers"]), last
     assert "uvbook: trained" in out
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: recipes.train_dense_vae("tiny_dense_vae", 0), "latent_dim must be a positive integer; got 0"),
+    (lambda: recipes.train_dense_vae("tiny_dense_vae", 2, epochs=1.5), "epochs must be a positive integer; got 1.5"),
+    (lambda: recipes.train_dense_vae("tiny_dense_vae", 2, beta=0.0), "beta must be in (0, inf); got 0.0"),
+    (lambda: recipes.train_dense_vae("tiny_dense_vae", 2, beta="4"), "beta must be in (0, inf); got '4'"),
+    (lambda: recipes.train_dense_vae("../dense_vae", 2), "name must be a non-empty file-name-safe string"),
+    (lambda: recipes.train_mnist_vae("fashion_mnist"), "dataset must be one of ('mnist', 'mnist_5k'); got 'fashion_mnist'"),
+])
+def test_a_recipe_names_a_bad_argument_and_trains_nothing(tiny, tmp_path, call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_mnist_split_names_a_bad_dataset():
+    with pytest.raises(ValueError, match=re.escape("dataset must be one of ('mnist', 'mnist_5k'); got 'emnist'")):
+        recipes.mnist_vae_split("emnist")
 
 
 def test_a_quiet_recipe_prints_nothing(tiny, capsys):
