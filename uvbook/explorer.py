@@ -30,7 +30,7 @@ from uvbook.validate import check_labels, check_number, check_positive_int
 PAD_PIXELS = 320
 #: Pixels of the pad (column, row from the top) at which the browser test decodes.
 REFERENCE_PIXELS = ((60, 60), (160, 200), (250, 110))
-#: The explorer's data, a script the page loads: ``window.UVBOOK_VAE2D = {...}``.
+#: The explorer's data, a script the page loads (``window.UVBOOK_VAE2D = {...}``).
 DATA_FILE = "vae2d.js"
 #: The Python decoder's images at :data:`REFERENCE_PIXELS`, read by the browser test.
 REFERENCE_FILE = "reference.json"

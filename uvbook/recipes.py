@@ -664,7 +664,7 @@ def train_m2_classifier(per_class: int, seed: int, verbose: bool = True) -> tupl
 
 # --------------------------------------------------------------------------- Chapter 5: the dense VAEs and the MNIST VAE
 
-#: Chapter 5's dense VAEs: 784-512-256-d and back (:func:`uvbook.models.vae.build_vae`), a Bernoulli
+#: Chapter 5's dense VAEs, 784-512-256-d and back (:func:`uvbook.models.vae.build_vae`), a Bernoulli
 #: decoder, dynamic binarisation, Adam. The code size d and the KL weight β are :func:`train_dense_vae`'s.
 DENSE_VAE_CONFIG = {"architecture": "dense", "hidden": (512, 256), "binarize": True, "learning_rate": 1e-3}
 
@@ -719,7 +719,7 @@ def train_dense_vae(name: str, latent_dim: int, epochs: int | None = None, beta:
     return train_or_load(name, build, fit, key, verbose=verbose)
 
 
-#: Chapter 5's MNIST VAE, the one-stochastic-layer model of Burda et al. (2016): 784-200-200-50
+#: Chapter 5's MNIST VAE, the one-stochastic-layer model of Burda et al. (2016), 784-200-200-50
 #: with tanh units, a Bernoulli decoder, dynamic binarisation, Adam.
 MNIST_VAE_CONFIG = {"latent_dim": 50, "architecture": "dense", "hidden": (200, 200), "activation": "tanh",
                     "binarize": True, "learning_rate": 1e-3}
@@ -790,9 +790,8 @@ def train_mnist_vae(dataset: str | None = None, verbose: bool = True) -> tuple[V
 
 # --------------------------------------------------------------------------- Chapter 8: SimCLR's autoencoder twin
 
-#: Chapter 8's autoencoder twin of Chapter 6's SimCLR encoder: :meth:`Autoencoder.conv
-#: <uvbook.models.autoencoder.Autoencoder.conv>` with SimCLR's convolutions
-#: (``FASHION_SIMCLR_CONFIG["filters"]``), then a dense layer and a code as wide as SimCLR's
+#: Chapter 8's autoencoder twin of Chapter 6's SimCLR encoder, ``Autoencoder.conv`` with SimCLR's
+#: convolutions (``FASHION_SIMCLR_CONFIG["filters"]``), then a dense layer and a code as wide as SimCLR's
 #: projection head (256 and 128 units), MSE per pixel, Adam at SimCLR's learning rate.
 SIMCLR_TWIN_CONFIG = {"code_dim": 128, "dense_units": 256}
 
