@@ -1,4 +1,5 @@
-"""Figures the chapters share: image grids, loss curves, 2-D scatters by class.
+"""Figures the chapters share: image grids, loss curves, 2-D scatters by class, accuracy
+against the number of labels.
 
 Each function draws on a new Matplotlib figure and returns it, so a notebook shows
 it by leaving it as the cell's last value or calling ``plt.show()``.
@@ -92,4 +93,48 @@ def scatter_by_class(points, labels, class_names: Sequence[str] | None = None,
     if title:
         ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+def label_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], labels: Sequence[int],
+                 ax: plt.Axes | None = None, styles: Mapping[str, dict] | None = None,
+                 lines: Sequence[tuple[float, str | None, dict]] = (), ylabel: str = "test accuracy",
+                 title: str | None = None) -> plt.Figure:
+    """Accuracy against labelled images per class: one curve with error bars a method.
+
+    ``curves`` maps a method's legend label to ``(means, stds)``, one value per entry of
+    ``labels`` (drawn on a log axis); ``styles`` gives a curve Matplotlib keywords by its label;
+    ``lines`` adds horizontal lines ``(y, legend label or None, keywords)``, for example a
+    classifier trained on all labels, or chance. Draws into ``ax`` when given, else into a new
+    figure; returns the figure drawn in.
+
+    Raises:
+        ValueError: labels that are not positive integers, or a curve with another number of
+            means or standard deviations than ``labels``.
+    """
+    labels = [check_positive_int(k, "labels") for k in labels]
+    if not labels:
+        raise ValueError("labels must name at least one number of labels per class; got none")
+    for name, (means, stds) in curves.items():
+        if len(means) != len(labels) or len(stds) != len(labels):
+            raise ValueError(f"curve {name!r} must have {len(labels)} means and standard deviations (one per "
+                             f"entry of labels); got {len(means)} and {len(stds)}")
+    if ax is not None and not isinstance(ax, plt.Axes):
+        raise ValueError(f"ax must be a matplotlib Axes or None; got {type(ax).__name__}")
+    fig, ax = plt.subplots(figsize=(7, 4.4)) if ax is None else (ax.figure, ax)
+    styles = styles or {}
+    for name, (means, stds) in curves.items():
+        style = {"marker": "o", "ms": 4, "capsize": 3, **styles.get(name, {})}
+        ax.errorbar(labels, means, yerr=stds, label=name, **style)
+    for y, name, style in lines:
+        ax.axhline(y, label=name, **{"color": "black", "ls": ":", "lw": 1, **style})
+    ax.set_xscale("log")
+    ax.set_xticks(labels, [str(k) for k in labels])
+    ax.set_xlabel("labelled training images per class")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title)
     return fig

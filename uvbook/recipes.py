@@ -40,9 +40,8 @@ from uvbook.models.autoencoder import Autoencoder, DenoisingAutoencoder
 from uvbook.models.classifier import build_cnn_classifier
 from uvbook.models.contrastive import SimCLR, build_simclr
 from uvbook.models.gan import GAN, WGANGP, build_dcgan_discriminator, build_dcgan_generator
-from uvbook.models.semigen import (M2, SemiSupervisedGAN, build_sgan_discriminator, build_sgan_generator,
-                                   semisup_batches)
-from uvbook.models.semisup import FixMatch, semisup_pipeline, weak_augment
+from uvbook.models.semigen import M2, SemiSupervisedGAN, build_sgan_discriminator, build_sgan_generator
+from uvbook.models.semisup import FixMatch, semisup_batches, semisup_pipeline, weak_augment
 from uvbook.models.vae import VAE, binarize, build_vae
 from uvbook.modes import by_mode, set_seed
 from uvbook.train import train_or_load, weights_digest

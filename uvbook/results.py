@@ -294,6 +294,36 @@ def record(key: str, value: float, reference: str | None = None, mode: str | Non
     return _update(mode, {key: value}, notes={key: reference or None})
 
 
+def record_numbers(numbers: Mapping[str, tuple[float, str | None]], mode: str | None = None,
+                   show: bool = True) -> Path:
+    """Write a chapter's numbers at once, each ``key: (value, reference)`` as :func:`record` takes
+    them, and print them one a line when ``show``; returns the file's path.
+
+    Raises:
+        ValueError: ``numbers`` not a mapping of ``(value, reference)`` pairs, or anything
+            :func:`record` refuses; nothing is written then.
+    """
+    mode = check_mode(mode)
+    if not isinstance(numbers, Mapping):
+        raise ValueError(f"numbers must be a mapping of key to (value, reference); got {type(numbers).__name__}")
+    values, notes = {}, {}
+    for key, pair in numbers.items():
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ValueError(f"numbers[{key!r}] must be a pair (value, reference); got {pair!r}")
+        value, reference = pair
+        if reference is not None and not isinstance(reference, str):
+            raise ValueError(f"the reference of {key!r} must be a string or None; got {type(reference).__name__}")
+        values[check_key(key)] = check_value(value, key)
+        notes[key] = reference or None
+    path = _update(mode, values, notes=notes)
+    if show:
+        width = max((len(k) for k in values), default=0)
+        for key, value in values.items():
+            print(f"{key:{width}s} {value:.4f}")
+        print(f"({len(values)} numbers recorded in the {mode} record)")
+    return path
+
+
 _GLUE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 

@@ -35,10 +35,13 @@ def check_number(value, name: str, lo: float = -np.inf, hi: float = np.inf, lo_o
     return float(value)
 
 
-def _describe(x) -> str:
-    if isinstance(x, np.ndarray):
-        return f"an array of shape {x.shape} and dtype {x.dtype}"
-    return f"{type(x).__name__}"
+def describe(x) -> str:
+    """How an error message names a value it was given: an array's (or a tensor's) shape and
+    dtype, else the value's type."""
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return f"an array of shape {tuple(shape)} and dtype {getattr(x, 'dtype', None)}"
+    return type(x).__name__
 
 
 def check_images(x, name: str = "images", shape: tuple | None = None,
@@ -64,9 +67,9 @@ def check_images(x, name: str = "images", shape: tuple | None = None,
             pass
     if shape is None:
         if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[-1] != 1:
-            raise ValueError(f"{name} must be grey-scale images shaped (N, height, width, 1); got {_describe(x)}")
+            raise ValueError(f"{name} must be grey-scale images shaped (N, height, width, 1); got {describe(x)}")
     elif not isinstance(x, np.ndarray) or x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
-        raise ValueError(f"{name} must be images shaped (N, {', '.join(map(str, shape))}); got {_describe(x)}")
+        raise ValueError(f"{name} must be images shaped (N, {', '.join(map(str, shape))}); got {describe(x)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one image; got an empty array {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):

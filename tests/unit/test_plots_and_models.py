@@ -38,7 +38,29 @@ def test_scatter_draws_into_a_given_panel():
     assert left.get_legend() is None and right.get_legend() is not None and left.get_title() == "L"
 
 
+def test_label_curves_draws_a_curve_a_method_and_the_lines_on_a_log_axis():
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2)
+    curves = {"a": ([0.5, 0.6, 0.7], [0.01, 0.02, 0.0]), "b": ([0.4, 0.5, 0.9], [0.0, 0.0, 0.0])}
+    drawn = plots.label_curves(curves, [1, 10, 100], ax=right, styles={"b": {"lw": 3.0}},
+                               lines=[(0.92, "all labels", {}), (0.1, None, {"color": "grey"})], title="T")
+    assert drawn is fig and not left.lines and right.get_xscale() == "log" and right.get_title() == "T"
+    assert list(right.get_xticks()) == [1, 10, 100]
+    legend = [t.get_text() for t in right.get_legend().get_texts()]
+    assert legend == ["all labels", "a", "b"]           # the unlabelled chance line stays out of the legend
+    data = {bars.get_label(): bars.lines[0] for bars in right.containers}       # one errorbar a method
+    assert {name: tuple(line.get_ydata()) for name, line in data.items()} == {"a": (0.5, 0.6, 0.7),
+                                                                                "b": (0.4, 0.5, 0.9)}
+    assert data["b"].get_linewidth() == 3.0 and list(data["a"].get_xdata()) == [1, 10, 100]
+    assert sorted(line.get_ydata()[0] for line in right.lines if len(set(line.get_ydata())) == 1
+                  and len(line.get_ydata()) == 2) == [0.1, 0.92]
+
+
 @pytest.mark.parametrize("call, message", [
+    (lambda: plots.label_curves({"a": ([0.5], [0.0])}, [1, 10]), "must have 2 means"),
+    (lambda: plots.label_curves({"a": ([0.5], [0.0])}, [0]), "positive integer"),
+    (lambda: plots.label_curves({"a": ([0.5], [0.0])}, [1], ax="left"), "ax must be a matplotlib Axes"),
     (lambda: plots.image_grid(np.zeros((2, 28, 28, 3), np.float32)), "grey-scale"),
     (lambda: plots.image_grid(np.zeros((2, 28, 28, 1), np.float32), titles=["a"]), "one entry per image"),
     (lambda: plots.scatter_by_class(np.zeros((3, 3)), [0, 1, 2]), "2 columns"),

@@ -37,6 +37,30 @@ def test_round_trip_and_merge(record_dir):
     assert raw["ch3.conv_ae.code32.test_mse"] == 0.0086 and "_meta" in raw
 
 
+def test_record_numbers_writes_all_with_their_notes_and_prints_them(record_dir, capsys):
+    results.record("ch1.kmeans.pixels.acc", 0.5, "old note")
+    results.record_numbers({"ch1.kmeans.pixels.acc": (np.float64(0.49), None),
+                            "ch1.probe10.pixels.mean": (0.7, "10 labels a class")})
+    assert results.load() == {"ch1.kmeans.pixels.acc": 0.49, "ch1.probe10.pixels.mean": 0.7}
+    assert results.load_meta()["notes"] == {"ch1.probe10.pixels.mean": "10 labels a class"}
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["ch1.kmeans.pixels.acc   0.4900", "ch1.probe10.pixels.mean 0.7000"]
+    assert "2 numbers recorded" in lines[2]
+
+
+@pytest.mark.parametrize("numbers, message", [
+    ({"ch1.a": 0.5}, r"must be a pair \(value, reference\)"),
+    ({"ch1.a": (0.5, None), "ch1.b": (float("nan"), None)}, "finite"),
+    ({"ch1.a": (0.5, 3)}, "reference of 'ch1.a' must be a string"),
+    ({"Bad Key": (0.5, None)}, "key"),
+    ([("ch1.a", (0.5, None))], "must be a mapping"),
+])
+def test_record_numbers_refuses_bad_input_and_writes_nothing(record_dir, numbers, message):
+    with pytest.raises(ValueError, match=message):
+        results.record_numbers(numbers)
+    assert not (record_dir / "quick.json").exists()
+
+
 def test_notes_are_kept_per_key(record_dir):
     results.record("ch1.pca32.test_mse", 0.0151, "fit on 60,000 training images")
     results.record("ch1.kmeans.pixels.nmi", 0.52)

@@ -12,7 +12,8 @@ keras = pytest.importorskip("keras")
 
 from uvbook.models.semigen import (M2, SemiSupervisedGAN, build_sgan_discriminator,  # noqa: E402
                                    build_sgan_generator, feature_matching_loss, gaussian_log_likelihood,
-                                   real_probability, semisup_batches, sgan_discriminator_loss)
+                                   real_probability, sgan_discriminator_loss)
+from uvbook.models.semisup import semisup_batches  # noqa: E402
 from uvbook.modes import set_seed  # noqa: E402
 
 

@@ -37,7 +37,7 @@ from keras import layers, ops
 
 from uvbook import layers as uvlayers
 from uvbook.layers import replica_scaled
-from uvbook.validate import check_images, check_number
+from uvbook.validate import check_images, check_number, describe
 
 LOSSES = ("mse", "bce")
 NOISES = ("gaussian", "masking", "salt_pepper")
@@ -46,14 +46,6 @@ _EPS = 1e-7
 
 
 # --------------------------------------------------------------------------- checks
-
-def _describe(x) -> str:
-    shape = getattr(x, "shape", None)
-    dtype = getattr(x, "dtype", None)
-    if shape is not None:
-        return f"shape {tuple(shape)} and dtype {dtype}"
-    return type(x).__name__
-
 
 def _is_float_dtype(dtype) -> bool:
     try:
@@ -249,7 +241,7 @@ class Autoencoder(keras.Model):
         """``fit(x)``: the targets are the inputs, so ``y`` must be omitted (or be ``x`` itself)."""
         if y is not None and y is not x:
             raise ValueError("an autoencoder's targets are its inputs: call fit(x) without y; got a "
-                             f"separate y of {_describe(y)}")
+                             f"separate y of {describe(y)}")
         x = self._check_data(x, "x")
         if validation_data is not None:
             if isinstance(validation_data, tuple):
@@ -279,7 +271,7 @@ class Autoencoder(keras.Model):
         """Images decoded from codes ``z`` (N, code_dim)."""
         z = np.asarray(z)
         if z.ndim != 2 or z.shape[1] != self.code_dim or not np.issubdtype(z.dtype, np.floating):
-            raise ValueError(f"z must be float codes shaped (N, {self.code_dim}); got {_describe(z)}")
+            raise ValueError(f"z must be float codes shaped (N, {self.code_dim}); got {describe(z)}")
         return np.asarray(self.decoder.predict(z, batch_size=batch_size, verbose=0))
 
     def reconstruct(self, x, batch_size: int = 256) -> np.ndarray:

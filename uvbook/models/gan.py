@@ -102,8 +102,39 @@ def _check_activation(output_activation: str) -> None:
 
 # --------------------------------------------------------------------------- models
 
+class TwoOptimizers:
+    """What a ``keras.Model`` with a ``generator`` and a ``discriminator`` needs to train each
+    with its own optimizer: ``compile(d_optimizer=..., g_optimizer=...)``, saved and loaded.
+
+    Both optimizers are built at ``compile``, on their player's weights, rather than at their
+    first step: a built optimizer's state (step count, moments) is saved and restored with the
+    model, by ``.keras`` files and by ``keras.callbacks.BackupAndRestore`` alike. The default
+    for each is ``Adam(default_learning_rate, beta_1=0.5)``.
+    """
+
+    default_learning_rate = 2e-4  # DCGAN's (Radford et al. 2016)
+
+    def compile(self, d_optimizer: keras.optimizers.Optimizer | None = None,
+                g_optimizer: keras.optimizers.Optimizer | None = None, **kwargs):
+        super().compile(optimizer=None, **kwargs)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(self.default_learning_rate, beta_1=0.5)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(self.default_learning_rate, beta_1=0.5)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    def get_compile_config(self):
+        if self.d_optimizer is None:
+            return None
+        return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
+
+    def compile_from_config(self, config):
+        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
+
+
 @keras.saving.register_keras_serializable(package="uvbook")
-class GAN(keras.Model):
+class GAN(TwoOptimizers, keras.Model):
     """A GAN whose ``train_step`` updates the discriminator once, then the generator ``g_steps`` times.
 
     Args:
@@ -168,30 +199,6 @@ class GAN(keras.Model):
     @property
     def metrics(self):
         return list(self._trackers.values())
-
-    def compile(self, d_optimizer: keras.optimizers.Optimizer | None = None,
-                g_optimizer: keras.optimizers.Optimizer | None = None, **kwargs):
-        """Two optimizers, one per player (default Adam(2e-4, beta_1=0.5) as in DCGAN).
-
-        Both are built here, on their player's weights, rather than at their first step: a
-        built optimizer's state (step count, moments) is saved and restored with the model,
-        by ``.keras`` files and by ``keras.callbacks.BackupAndRestore`` alike.
-        """
-        super().compile(optimizer=None, **kwargs)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
-        self.g_optimizer.build(self.generator.trainable_variables)
-
-    def get_compile_config(self):
-        if self.d_optimizer is None:
-            return None
-        return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
-                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
-
-    def compile_from_config(self, config):
-        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
-                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
 
     def noise(self, batch_size):
         """Latent vectors z ~ N(0, I) from the model's seeded generator."""

@@ -9,7 +9,8 @@
   ``q(y|x)`` is the classifier. It works on vectors: Chapter 7 feeds it the posterior of
   Chapter 5's VAE (the paper's "M1 + M2").
 
-Both train from batches ``((x_l, y_l), x_u)``, made by :func:`semisup_batches`.
+Both train from batches ``((x_l, y_l), x_u)``, made by
+:func:`uvbook.models.semisup.semisup_batches`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from uvbook.layers import replica_scaled
+from uvbook.models.gan import TwoOptimizers
 from uvbook.models.vae import gaussian_kl
 from uvbook.validate import check_labels, check_number, check_positive_int
 
@@ -30,47 +32,6 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 def _check_weight(value, name: str) -> float:
     return check_number(value, name, 0.0, math.inf)
-
-
-# --------------------------------------------------------------------------- batches
-
-def semisup_batches(x_labelled, y_labelled, x_unlabelled, labelled_batch: int, unlabelled_batch: int,
-                    seed: int = 0, n_classes: int = 10):
-    """Endless batches ``((x_l, y_l), x_u)`` of ``labelled_batch`` labelled and
-    ``unlabelled_batch`` unlabelled examples, each set reshuffled on every pass.
-
-    The examples may be images or vectors: any float arrays whose rows have one shape.
-
-    Raises:
-        ValueError: labels that are not integers in ``0..n_classes-1``, a labelled set missing
-            a class, labelled and unlabelled examples of different shapes, or empty sets.
-    """
-    import tensorflow as tf
-
-    x_labelled, x_unlabelled = np.asarray(x_labelled, "float32"), np.asarray(x_unlabelled, "float32")
-    if x_labelled.ndim < 2 or x_unlabelled.ndim < 2 or not len(x_labelled) or not len(x_unlabelled):
-        raise ValueError(f"x_labelled and x_unlabelled must be non-empty arrays of examples; got shapes "
-                         f"{x_labelled.shape} and {x_unlabelled.shape}")
-    if x_labelled.shape[1:] != x_unlabelled.shape[1:]:
-        raise ValueError(f"labelled and unlabelled examples must have one shape; got {x_labelled.shape[1:]} "
-                         f"and {x_unlabelled.shape[1:]}")
-    y_labelled = check_labels(y_labelled, "y_labelled", length=len(x_labelled))
-    k = check_positive_int(n_classes, "n_classes")
-    if y_labelled.min() < 0 or y_labelled.max() >= k:
-        raise ValueError(f"y_labelled must be classes in 0..{k - 1}; got values from {y_labelled.min()} "
-                         f"to {y_labelled.max()}")
-    missing = sorted(set(range(k)) - set(y_labelled.tolist()))
-    if missing:
-        raise ValueError(f"the labelled set must have every class 0..{k - 1}; it has none of {missing}")
-    check_positive_int(labelled_batch, "labelled_batch")
-    check_positive_int(unlabelled_batch, "unlabelled_batch")
-    labelled = (tf.data.Dataset.from_tensor_slices((x_labelled, y_labelled)).cache()
-                .shuffle(len(x_labelled), seed=seed, reshuffle_each_iteration=True).repeat()
-                .batch(labelled_batch))
-    unlabelled = (tf.data.Dataset.from_tensor_slices(x_unlabelled).cache()
-                  .shuffle(len(x_unlabelled), seed=seed + 1, reshuffle_each_iteration=True).repeat()
-                  .batch(unlabelled_batch, drop_remainder=True))
-    return tf.data.Dataset.zip((labelled, unlabelled)).prefetch(tf.data.AUTOTUNE)
 
 
 # --------------------------------------------------------------------------- the semi-supervised GAN
@@ -142,7 +103,7 @@ def build_sgan_discriminator(n_classes: int = 10, hidden: Sequence[int] = (1000,
 
 
 @keras.saving.register_keras_serializable(package="uvbook")
-class SemiSupervisedGAN(keras.Model):
+class SemiSupervisedGAN(TwoOptimizers, keras.Model):
     """A GAN whose discriminator is the classifier (Salimans et al. 2016), for Chapter 7.
 
     Every step sees ``((x_l, y_l), x_u)``. The discriminator minimises
@@ -154,8 +115,11 @@ class SemiSupervisedGAN(keras.Model):
 
     Metrics: ``d_loss``, ``supervised_loss``, ``unsupervised_loss``, ``g_loss`` (feature
     matching), ``accuracy`` (on the labelled batch), ``p_real`` and ``p_fake`` (mean ``D`` on
-    the unlabelled and the generated images).
+    the unlabelled and the generated images). Compile with ``compile(d_optimizer=...,
+    g_optimizer=...)`` (:class:`~uvbook.models.gan.TwoOptimizers`; default Adam(1e-3, beta_1=0.5)).
     """
+
+    default_learning_rate = 1e-3
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, unsupervised_weight: float = 1.0,
                  seed: int | None = None, **kwargs):
@@ -185,26 +149,6 @@ class SemiSupervisedGAN(keras.Model):
     def classifier(self) -> keras.Model:
         """The discriminator without its feature output (shared weights), mapping images to class logits."""
         return keras.Model(self.discriminator.inputs[0], self.discriminator.outputs[0], name="sgan_classifier")
-
-    def compile(self, d_optimizer: keras.optimizers.Optimizer | None = None,
-                g_optimizer: keras.optimizers.Optimizer | None = None, **kwargs):
-        """One optimizer a network (default Adam(1e-3, beta_1=0.5)), built here so that their
-        state is saved and restored with the model."""
-        super().compile(optimizer=None, **kwargs)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3, beta_1=0.5)
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3, beta_1=0.5)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
-        self.g_optimizer.build(self.generator.trainable_variables)
-
-    def get_compile_config(self):
-        if self.d_optimizer is None:
-            return None
-        return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
-                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
-
-    def compile_from_config(self, config):
-        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
-                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
 
     def call(self, x, training: bool = False):
         """The discriminator's class logits for images ``x``."""

@@ -7,8 +7,10 @@
   only where the weak view's confidence reaches a threshold.
 * :class:`FixMatch`: a ``keras.Model`` that trains any classifier (logits out) with it.
 
-A training batch is ``((x_labelled, y_labelled), x_unlabelled)``: :func:`semisup_pipeline`
-makes such batches from arrays.
+A training batch is ``((x_labelled, y_labelled), x_unlabelled)``: :func:`semisup_batches`
+makes such batches from arrays (endless, for Chapter 7's generative models, which train on
+vectors as well as images), :func:`semisup_pipeline` FixMatch's (an epoch a pass over the
+unlabelled images).
 """
 
 from __future__ import annotations
@@ -202,40 +204,64 @@ class FixMatch(keras.Model):
         return cls(**config)
 
 
-def semisup_pipeline(x_labelled, y_labelled, x_unlabelled, batch_size: int = 32, ratio: int = 7,
-                     seed: int = 0, n_classes: int | None = None):
-    """Batches ``((x_l, y_l), x_u)`` for :class:`FixMatch`: ``batch_size`` labelled images (the
-    labelled set reshuffled and repeated as often as needed) with ``ratio * batch_size`` unlabelled
-    ones; one pass over the unlabelled images is one epoch.
+def semisup_batches(x_labelled, y_labelled, x_unlabelled, labelled_batch: int, unlabelled_batch: int,
+                    seed: int = 0, n_classes: int = 10, endless: bool = True):
+    """Batches ``((x_l, y_l), x_u)`` of ``labelled_batch`` labelled and ``unlabelled_batch``
+    unlabelled examples, each set reshuffled on every pass. The labelled set is repeated as
+    often as needed; the unlabelled set too if ``endless``, else the batches stop after one
+    pass over it (the last partial batch dropped).
+
+    The examples may be images or vectors: any float arrays whose rows have one shape.
 
     Raises:
-        ValueError: labels that are not integers in ``0..n_classes-1`` (default: up to the largest
-            label), a labelled set missing one of those classes, or labelled and unlabelled images
-            of different shapes.
+        ValueError: labels that are not integers in ``0..n_classes-1``, a labelled set missing
+            a class, labelled and unlabelled examples of different shapes, or empty sets.
     """
     import tensorflow as tf
 
-    x_labelled = check_images(x_labelled, "x_labelled")
-    x_unlabelled = check_images(x_unlabelled, "x_unlabelled")
-    y_labelled = check_labels(y_labelled, "y_labelled", length=len(x_labelled))
+    x_labelled, x_unlabelled = np.asarray(x_labelled, "float32"), np.asarray(x_unlabelled, "float32")
+    if x_labelled.ndim < 2 or x_unlabelled.ndim < 2 or not len(x_labelled) or not len(x_unlabelled):
+        raise ValueError(f"x_labelled and x_unlabelled must be non-empty arrays of examples; got shapes "
+                         f"{x_labelled.shape} and {x_unlabelled.shape}")
     if x_labelled.shape[1:] != x_unlabelled.shape[1:]:
-        raise ValueError(f"labelled and unlabelled images must have one shape; got {x_labelled.shape[1:]} "
+        raise ValueError(f"labelled and unlabelled examples must have one shape; got {x_labelled.shape[1:]} "
                          f"and {x_unlabelled.shape[1:]}")
-    k = int(y_labelled.max()) + 1 if n_classes is None else check_positive_int(n_classes, "n_classes")
+    y_labelled = check_labels(y_labelled, "y_labelled", length=len(x_labelled))
+    k = check_positive_int(n_classes, "n_classes")
     if y_labelled.min() < 0 or y_labelled.max() >= k:
         raise ValueError(f"y_labelled must be classes in 0..{k - 1}; got values from {y_labelled.min()} "
                          f"to {y_labelled.max()}")
     missing = sorted(set(range(k)) - set(y_labelled.tolist()))
     if missing:
         raise ValueError(f"the labelled set must have every class 0..{k - 1}; it has none of {missing}")
-    check_positive_int(batch_size, "batch_size")
-    check_positive_int(ratio, "ratio")
+    check_positive_int(labelled_batch, "labelled_batch")
+    check_positive_int(unlabelled_batch, "unlabelled_batch")
     labelled = (tf.data.Dataset.from_tensor_slices((x_labelled, y_labelled)).cache()
-                .shuffle(len(x_labelled), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size))
+                .shuffle(len(x_labelled), seed=seed, reshuffle_each_iteration=True).repeat()
+                .batch(labelled_batch))
     unlabelled = (tf.data.Dataset.from_tensor_slices(x_unlabelled).cache()
-                  .shuffle(len(x_unlabelled), seed=seed + 1, reshuffle_each_iteration=True)
-                  .batch(ratio * batch_size, drop_remainder=True))
+                  .shuffle(len(x_unlabelled), seed=seed + 1, reshuffle_each_iteration=True))
+    if endless:
+        unlabelled = unlabelled.repeat()
+    unlabelled = unlabelled.batch(unlabelled_batch, drop_remainder=True)
     return tf.data.Dataset.zip((labelled, unlabelled)).prefetch(tf.data.AUTOTUNE)
 
 
-# --------------------------------------------------------------------------- Chapter 7's recipes
+def semisup_pipeline(x_labelled, y_labelled, x_unlabelled, batch_size: int = 32, ratio: int = 7,
+                     seed: int = 0, n_classes: int | None = None):
+    """Batches ``((x_l, y_l), x_u)`` for :class:`FixMatch`: ``batch_size`` labelled images (the
+    labelled set reshuffled and repeated as often as needed) with ``ratio * batch_size`` unlabelled
+    ones; one pass over the unlabelled images is one epoch (:func:`semisup_batches`).
+
+    Raises:
+        ValueError: labels that are not integers in ``0..n_classes-1`` (default: up to the largest
+            label), a labelled set missing one of those classes, or labelled and unlabelled images
+            of different shapes.
+    """
+    x_labelled = check_images(x_labelled, "x_labelled")
+    x_unlabelled = check_images(x_unlabelled, "x_unlabelled")
+    y_labelled = check_labels(y_labelled, "y_labelled", length=len(x_labelled))
+    k = int(y_labelled.max()) + 1 if n_classes is None else n_classes
+    batch_size, ratio = check_positive_int(batch_size, "batch_size"), check_positive_int(ratio, "ratio")
+    return semisup_batches(x_labelled, y_labelled, x_unlabelled, batch_size, ratio * batch_size, seed=seed,
+                           n_classes=k, endless=False)
