@@ -30,6 +30,8 @@ from uvbook.validate import check_labels, check_number, check_positive_int
 PAD_PIXELS = 320
 #: Pixels of the pad (column, row from the top) at which the browser test decodes.
 REFERENCE_PIXELS = ((60, 60), (160, 200), (250, 110))
+#: The largest magnitude half precision holds; the exported weights must fit.
+HALF_MAX = 65504.0
 #: The explorer's data, a script the page loads (``window.UVBOOK_VAE2D = {...}``).
 DATA_FILE = "vae2d.js"
 #: The Python decoder's images at :data:`REFERENCE_PIXELS`, read by the browser test.
@@ -42,7 +44,7 @@ def pad_point(column: float, row: float, radius: float, pixels: int = PAD_PIXELS
     check_positive_int(pixels, "pixels")
     radius = check_number(radius, "radius", 0.0, lo_open=True)
     for name, v in (("column", column), ("row", row)):
-        check_number(v, name, 0, pixels - 1)
+        check_number(v, name, 0, pixels, hi_open=True)
     step = 2.0 * radius / pixels
     return (-radius + (int(column) + 0.5) * step, radius - (int(row) + 0.5) * step)
 
@@ -62,9 +64,15 @@ def dense_layers(decoder: keras.Model) -> list[tuple[np.ndarray, np.ndarray, str
             raise ValueError(f"the explorer runs dense decoders only; layer {layer.name!r} is a "
                              f"{type(layer).__name__}")
     out: list[tuple[np.ndarray, np.ndarray, str]] = []
+    reshaped = False
     for layer in decoder.layers:
+        if isinstance(layer, keras.layers.Reshape):
+            reshaped = True
         if isinstance(layer, (keras.layers.InputLayer, keras.layers.Reshape)):
             continue
+        if reshaped and isinstance(layer, keras.layers.Dense):
+            raise ValueError(f"the explorer's decoder may reshape only after its last dense layer; "
+                             f"{layer.name!r} comes after a reshape")
         if isinstance(layer, keras.layers.Activation):
             name = keras.activations.serialize(layer.activation)
             name = name if isinstance(name, str) else name.get("config", {}).get("name", str(name))
@@ -75,8 +83,15 @@ def dense_layers(decoder: keras.Model) -> list[tuple[np.ndarray, np.ndarray, str
         name = name if isinstance(name, str) else name.get("config", {}).get("name", str(name))
         if name not in known:
             raise ValueError(f"activation of layer {layer.name!r} must be one of {sorted(known)}; got {name!r}")
-        kernel, bias = (np.asarray(w, dtype=np.float32) for w in layer.get_weights())
+        kernel = np.asarray(layer.kernel, dtype=np.float32)
+        bias = np.asarray(layer.bias, dtype=np.float32) if layer.use_bias else np.zeros(kernel.shape[1], np.float32)
         out.append((kernel, bias, name))
+    width = 2
+    for kernel, _, _ in out:
+        if kernel.shape[0] != width:
+            raise ValueError(f"the decoder's dense layers must chain from the 2-D code; a layer takes "
+                             f"{kernel.shape[0]} inputs after {width}")
+        width = kernel.shape[1]
     return out
 
 
@@ -96,22 +111,35 @@ def export_explorer(vae: VAE, codes, labels, class_names: Sequence[str], folder:
     Returns their paths.
 
     Raises:
-        ValueError: a VAE whose code is not 2-D or whose decoder is not dense, codes not
-            shaped (N, 2) or not finite, labels of another length or outside the classes.
+        ValueError: a VAE whose code is not 2-D, whose decoder is not dense or does not draw
+            28x28 images, or whose weights do not fit half precision; codes not shaped (N, 2)
+            or not finite; class names that are not 1 to 256 strings; labels of another length
+            or outside the classes.
     """
     if not isinstance(vae, VAE):
         raise ValueError(f"vae must be a uvbook VAE; got {type(vae).__name__}")
     if vae.latent_dim != 2:
         raise ValueError(f"the explorer needs a 2-D code; got a VAE with latent_dim={vae.latent_dim}")
     codes = np.asarray(codes, dtype=np.float32)
-    if codes.ndim != 2 or codes.shape[1] != 2 or not len(codes) or not np.all(np.isfinite(codes)):
+    if codes.ndim != 2 or codes.shape[1] != 2 or not len(codes):
         raise ValueError(f"codes must be a finite (N, 2) array; got shape {codes.shape}")
+    if not np.all(np.isfinite(codes)):
+        raise ValueError(f"codes must be finite; got {int(np.sum(~np.isfinite(codes)))} values that are not")
+    if isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names) \
+            or not 0 < len(class_names) <= 256:
+        raise ValueError(f"class_names must be 1 to 256 strings; got {class_names!r}")
     labels = check_labels(labels, "labels", length=len(codes))
     if labels.min() < 0 or labels.max() >= len(class_names):
         raise ValueError(f"labels must be in 0..{len(class_names) - 1} (one a class name); got values "
                          f"from {labels.min()} to {labels.max()}")
     radius = check_number(radius, "radius", 0.0, lo_open=True)
     layers = dense_layers(vae.decoder)
+    if layers[-1][0].shape[1] != 28 * 28 or tuple(vae.image_shape) != (28, 28, 1):
+        raise ValueError(f"the explorer draws 28x28 grey images; got a decoder of {layers[-1][0].shape[1]} "
+                         f"outputs for images shaped {tuple(vae.image_shape)}")
+    largest = max(float(np.max(np.abs(w))) for k, b, _ in layers for w in (k, b))
+    if largest > HALF_MAX:
+        raise ValueError(f"the weights must fit half precision (|w| <= {HALF_MAX}); got a weight of {largest:g}")
     output = "sigmoid" if vae.likelihood == "bernoulli" else "clip"
     data = {
         "format": "uvbook latent explorer 1",
@@ -127,7 +155,8 @@ def export_explorer(vae: VAE, codes, labels, class_names: Sequence[str], folder:
     script.write_text("// Written by uvbook.explorer.export_explorer from Chapter 5's 2-D VAE; read by "
                       "_static/explorer.js.\nwindow.UVBOOK_VAE2D = " + json.dumps(data) + ";\n", encoding="utf-8")
     points = [pad_point(c, r, radius) for c, r in REFERENCE_PIXELS]
-    images = vae.decode(np.asarray(points, dtype=np.float32))[..., 0]
+    # the page shows probabilities in [0, 1]; a Gaussian decoder's means are clipped there, as on the page
+    images = np.clip(vae.decode(np.asarray(points, dtype=np.float32))[..., 0], 0.0, 1.0)
     reference = folder / REFERENCE_FILE
     reference.write_text(json.dumps({"pixels": [list(p) for p in REFERENCE_PIXELS], "points": points,
                                      "images": np.round(images, 6).tolist()}), encoding="utf-8")

@@ -84,6 +84,24 @@
     return e;
   }
 
+  // What start() needs, checked before the page is touched: a message naming the first problem,
+  // or null. A failure leaves the page's static fallback in place.
+  function problem(data) {
+    if (data.format !== "uvbook latent explorer 1") return "format " + data.format + ", expected uvbook latent explorer 1";
+    let width = 2;
+    for (const l of data.layers) {
+      if (l.inputs !== width) return "a layer takes " + l.inputs + " inputs after a layer of " + width;
+      if (halves(l.kernel).length !== l.inputs * l.units || halves(l.bias).length !== l.units) {
+        return "a layer's weights do not match its " + l.inputs + " x " + l.units + " shape";
+      }
+      width = l.units;
+    }
+    if (width !== 784) return "the decoder ends with " + width + " values, expected 784 (28 x 28)";
+    const n = bytes(data.classes).length;
+    if (halves(data.points).length !== 2 * n) return "the points and classes have different lengths";
+    return null;
+  }
+
   function start(root, data) {
     const decode = makeDecoder(data);
     const W = data.pad.pixels, R = data.pad.radius;
@@ -95,14 +113,16 @@
     root.textContent = "";
     const row = el("div", { class: "uvbook-explorer-row" }, root);
     const padBox = el("div", {}, row);
-    const pad = el("canvas", { width: W, height: W, class: "uvbook-explorer-pad", tabindex: "0",
+    const dpr = Math.max(1, Math.round(window.devicePixelRatio || 1));   // sharp dots on dense screens
+    const pad = el("canvas", { width: W * dpr, height: W * dpr, class: "uvbook-explorer-pad", tabindex: "0",
+                               role: "application",
                                "aria-label": "Latent pad: click or drag to decode a point; arrow keys move it" }, padBox);
     el("div", { class: "uvbook-explorer-caption",
                 text: "The 2-D code of every test image, coloured by class. Click or drag." }, padBox);
     const outBox = el("div", {}, row);
-    const out = el("canvas", { width: 28, height: 28, class: "uvbook-explorer-image",
+    const out = el("canvas", { width: 28, height: 28, class: "uvbook-explorer-image", role: "img",
                                "aria-label": "The image decoded at the chosen point" }, outBox);
-    const where = el("div", { class: "uvbook-explorer-caption" }, outBox);
+    const where = el("div", { class: "uvbook-explorer-caption", "aria-live": "polite" }, outBox);
     const legend = el("ul", { class: "uvbook-explorer-legend" }, outBox);
     data.class_names.forEach(function (name, c) {
       const li = el("li", {}, legend);
@@ -112,17 +132,19 @@
 
     const interp = el("div", { class: "uvbook-explorer-interp" }, root);
     const buttons = el("div", {}, interp);
-    const setA = el("button", { type: "button", text: "Start the path at the nearest test image" }, buttons);
-    const setB = el("button", { type: "button", text: "End it at the nearest test image" }, buttons);
+    const setA = el("button", { type: "button", text: "Set A to the test image nearest the marker" }, buttons);
+    const setB = el("button", { type: "button", text: "Set B to the test image nearest the marker" }, buttons);
     const STEPS = 9;
-    const strip = el("canvas", { width: 28 * STEPS, height: 28, class: "uvbook-explorer-strip",
+    const strip = el("canvas", { width: 28 * STEPS, height: 28, class: "uvbook-explorer-strip", role: "img",
                                  "aria-label": "Decoded images along the straight line between two test images' codes" }, interp);
-    const path = el("div", { class: "uvbook-explorer-caption" }, interp);
+    const path = el("div", { class: "uvbook-explorer-caption", "aria-live": "polite" }, interp);
 
     const pctx = pad.getContext("2d");
+    pctx.scale(dpr, dpr);                             // draw in CSS pixels, W x W
     const base = document.createElement("canvas");
-    base.width = base.height = W;
+    base.width = base.height = W * dpr;
     const bctx = base.getContext("2d");
+    bctx.scale(dpr, dpr);
     bctx.fillStyle = "#fff";
     bctx.fillRect(0, 0, W, W);
     bctx.strokeStyle = "#ccc";
@@ -150,7 +172,7 @@
     }
 
     function drawPad() {
-      pctx.drawImage(base, 0, 0);
+      pctx.drawImage(base, 0, 0, W, W);
       for (const [k, i] of ends.entries()) {
         const p = toPx(pts[2 * i], pts[2 * i + 1]);
         pctx.strokeStyle = "#000";
@@ -197,7 +219,11 @@
     }
 
     let dragging = false;
-    pad.addEventListener("pointerdown", function (e) { dragging = true; fromEvent(e); });
+    pad.addEventListener("pointerdown", function (e) {
+      dragging = true;
+      pad.setPointerCapture(e.pointerId);            // a drag past the edge clamps to it
+      fromEvent(e);
+    });
     pad.addEventListener("pointermove", function (e) { if (dragging) fromEvent(e); });
     window.addEventListener("pointerup", function () { dragging = false; });
     pad.addEventListener("keydown", function (e) {
@@ -215,14 +241,24 @@
     root.dataset.ready = "true";
   }
 
+  // Without its data, or with data it cannot use, the explorer leaves the page as it is (the
+  // sentence that points to the static figure) and tells the console why.
   function init() {
     const root = document.getElementById("uvbook-latent-explorer");
     if (!root) return;
-    if (!window.UVBOOK_VAE2D) {
-      root.textContent = "The explorer's data is missing: run Chapter 5 before building the site.";
+    const data = window.UVBOOK_VAE2D;
+    const why = data ? problem(data) : "its data (_static/explorer/vae2d.js) did not load; run Chapter 5 before building the site";
+    if (why) {
+      console.warn("uvbook latent explorer not started: " + why);
       return;
     }
-    start(root, window.UVBOOK_VAE2D);
+    const fallback = root.innerHTML;
+    try {
+      start(root, data);
+    } catch (err) {
+      root.innerHTML = fallback;
+      console.warn("uvbook latent explorer not started: " + err);
+    }
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

@@ -350,6 +350,8 @@ def test_every_diagram_is_drawn(browser, site_url, built_site):
 
 # Chapter 5's latent explorer: what the page script draws must be what the Keras decoder gives.
 EXPLORER_PAGE = "book/05_vaes"
+_READ_STRIP = """c => Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data)"""
+
 _READ_EXPLORER = """() => {
   const c = document.querySelector("canvas.uvbook-explorer-image");
   const d = c.getContext("2d").getImageData(0, 0, 28, 28).data;
@@ -362,15 +364,19 @@ _READ_EXPLORER = """() => {
 def check_explorer(browser, base: str, site: Path) -> float:
     """Open Chapter 5, click the pad at the reference pixels that uvbook.explorer.export_explorer
     decoded with the Keras model when the chapter ran, and compare the canvas with those
-    images. Returns the largest pixel difference; fails on a console error, a request to
+    images; compare the interpolation strip's ends with the exported decoder's images of its
+    default ends. Returns the largest pixel difference; fails on a console error, a request to
     another host, or files over 2 MB."""
+    import base64
     import json
 
     import numpy as np
 
+    from uvbook.explorer import decode_export, read_export
+
     reference = json.loads((site / "_static" / "explorer" / "reference.json").read_text(encoding="utf-8"))
     size = sum((site / "_static" / name).stat().st_size
-               for name in ("explorer/vae2d.js", "explorer.js", "explorer.css"))
+               for name in ("explorer/vae2d.js", "explorer/reference.json", "explorer.js", "explorer.css"))
     assert size < 2_000_000, f"the explorer's files weigh {size / 1e6:.2f} MB"
     page = browser.new_page()
     errors, requests = [], []
@@ -383,7 +389,7 @@ def check_explorer(browser, base: str, site: Path) -> float:
         page.wait_for_selector("#uvbook-latent-explorer[data-ready='true']", timeout=10_000)
         pad = page.locator("canvas.uvbook-explorer-pad")
         pad.scroll_into_view_if_needed()
-        pixels = int(pad.get_attribute("width"))
+        pixels = page.evaluate("() => window.UVBOOK_VAE2D.pad.pixels")
         scale = pad.evaluate("c => c.clientWidth") / pixels     # CSS pixels per pad pixel
         for (col, row), z, expected in zip(reference["pixels"], reference["points"], reference["images"]):
             # Playwright's position is from the padding edge, as the script's offsetX is
@@ -393,9 +399,18 @@ def check_explorer(browser, base: str, site: Path) -> float:
             gap = float(np.max(np.abs(np.asarray(got["v"]) - np.asarray(expected).ravel())))
             assert gap <= 0.02, f"pixel ({col}, {row}) -> z = {z}: the page's image is {gap:.3f} off"
             worst = max(worst, gap)
-        strip = page.eval_on_selector("canvas.uvbook-explorer-strip", "c => c.getContext('2d')"
-                                      ".getImageData(0, 0, c.width, c.height).data.some(v => v < 255)")
-        assert strip, "the interpolation strip is blank"
+        # the strip's first and last frames are the decoded codes of the default ends A and B,
+        # the test images nearest (-1.5, 0) and (1.5, 0)
+        strip = np.asarray(page.eval_on_selector("canvas.uvbook-explorer-strip", _READ_STRIP))
+        frames = 1.0 - strip.reshape(28, -1, 28, 4)[..., 0].transpose(1, 0, 2) / 255.0   # (frames, 28, 28)
+        assert strip.reshape(-1, 4)[:, 3].min() == 255, "the interpolation strip is not fully drawn"
+        data = read_export(site / "_static" / "explorer" / "vae2d.js")
+        codes = np.frombuffer(base64.b64decode(data["points"]), "<f2").astype(np.float32).reshape(-1, 2)
+        ends = [codes[np.argmin(((codes - np.array(t, np.float32)) ** 2).sum(axis=1))] for t in ((-1.5, 0), (1.5, 0))]
+        expected = decode_export(data, np.stack(ends))
+        gap = float(np.abs(frames[[0, -1]] - expected).max())
+        assert gap <= 0.02, f"the strip's ends are {gap:.3f} off the decoded test codes A and B"
+        worst = max(worst, gap)
     finally:
         page.close()
     assert not errors, f"console errors on {EXPLORER_PAGE}: {errors}"
@@ -418,5 +433,9 @@ def test_the_latent_explorer_degrades_to_a_sentence_without_javascript(browser, 
         page.goto(base + f"{EXPLORER_PAGE}.html", wait_until="load")
         assert "needs JavaScript" in page.inner_text("#uvbook-latent-explorer")
         assert page.locator("canvas.uvbook-explorer-pad").count() == 0
+        # the sentence points to the decoded grid above it: that figure is there and loads
+        grid = page.locator("#uvbook-latent-explorer").locator("xpath=preceding::img[1]")
+        assert grid.count() == 1 and grid.evaluate("i => i.complete && i.naturalWidth > 0"), \
+            "the static figure the fallback sentence points to is missing"
     finally:
         context.close()

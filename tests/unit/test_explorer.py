@@ -27,6 +27,7 @@ def test_pad_pixels_map_to_the_centres_of_their_latent_cells():
     assert pad_point(0, 0, 3.0, pixels=6) == (-2.5, 2.5)          # top left: z1 smallest, z2 largest
     assert pad_point(5, 5, 3.0, pixels=6) == (2.5, -2.5)
     assert pad_point(2.7, 3.2, 3.0, pixels=6) == (-0.5, -0.5)     # a fraction of a pixel is that pixel
+    assert pad_point(5.9, 0, 3.0, pixels=6) == (2.5, 2.5)            # up to the pad's far edge
     with pytest.raises(ValueError, match="row"):
         pad_point(0, PAD_PIXELS, 3.0)
 
@@ -56,6 +57,17 @@ def test_export_refuses_what_the_page_cannot_run(vae2d, tmp_path):
         export_explorer(vae2d, codes, [0] * 3, NAMES, tmp_path)
     with pytest.raises(ValueError, match=r"labels must be in 0\.\.9"):
         export_explorer(vae2d, codes, [0, 1, 2, 10], NAMES, tmp_path)
+    nan_codes = codes.copy()
+    nan_codes[1, 0] = np.nan
+    with pytest.raises(ValueError, match="codes must be finite; got 1 values that are not"):
+        export_explorer(vae2d, nan_codes, [0] * 4, NAMES, tmp_path)
+    with pytest.raises(ValueError, match="class_names must be 1 to 256 strings"):
+        export_explorer(vae2d, codes, [0] * 4, "abc", tmp_path)
+    huge = build_vae(latent_dim=2, architecture="dense", hidden=(8,), seed=0)
+    kernel = huge.decoder.layers[1].kernel
+    kernel.assign(np.full(kernel.shape, 1e5, "float32"))
+    with pytest.raises(ValueError, match=r"fit half precision \(\|w\| <= 65504"):
+        export_explorer(huge, codes, [0] * 4, NAMES, tmp_path)
     conv = build_vae(latent_dim=2, architecture="conv", filters=(4, 8), dense_units=8)
     with pytest.raises(ValueError, match="dense decoders only"):
         dense_layers(conv.decoder)
