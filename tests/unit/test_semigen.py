@@ -30,6 +30,14 @@ def test_real_probability_is_z_over_z_plus_one():
     assert np.isclose(_np(real_probability(np.array([[1000.0, 0.0]])))[0], 1.0)
 
 
+def test_the_unsupervised_loss_stays_finite_for_huge_logits():
+    # l_u = l_f = (1000, 0): -log D(x) = softplus(-1000) = 0 and -log(1 - D(G(z))) = softplus(1000)
+    # = 1000, so the loss is 0.5 * (0 + 1000); log(sigmoid(.)) written naively gives inf or nan
+    huge = np.array([[1000.0, 0.0]])
+    _, unsup = sgan_discriminator_loss(np.zeros((1, 2)), np.array([0]), huge, huge)
+    assert math.isclose(float(_np(unsup)), 500.0, rel_tol=1e-6)
+
+
 def test_discriminator_losses_match_their_definitions():
     rng = np.random.default_rng(0)
     l_l, l_u, l_f = (rng.normal(size=(4, 3)) for _ in range(3))
@@ -44,8 +52,8 @@ def test_discriminator_losses_match_their_definitions():
 
 def test_feature_matching_is_the_squared_distance_of_the_means():
     a = np.array([[0.0, 2.0], [2.0, 0.0]])
-    b = np.array([[1.0, 1.0], [3.0, 3.0]])     # means (1, 1) and (2, 2)
-    assert math.isclose(float(_np(feature_matching_loss(a, b))), 1.0, rel_tol=1e-6)
+    b = np.array([[2.0, 1.0], [4.0, 1.0]])     # means (1, 1) and (3, 1): squared 2 a feature, absolute 1
+    assert math.isclose(float(_np(feature_matching_loss(a, b))), 2.0, rel_tol=1e-6)
     assert float(_np(feature_matching_loss(a, a[::-1]))) == 0.0
 
 
@@ -84,6 +92,31 @@ def test_sgan_learns_from_two_labels_a_class_saves_and_reloads(tmp_path):
     assert np.allclose(_np(again.classifier(x[:8])), _np(gan.classifier(x[:8])), atol=1e-6)
     # both optimizers come back with their state
     assert int(_np(again.d_optimizer.iterations)) == int(_np(gan.d_optimizer.iterations)) == 60
+    assert int(_np(again.g_optimizer.iterations)) == int(_np(gan.g_optimizer.iterations)) == 60
+    for ours, theirs in zip(gan.g_optimizer.variables, again.g_optimizer.variables):
+        assert np.allclose(_np(ours), _np(theirs))
+
+
+def _one_sgan_step(unsupervised_weight):
+    set_seed(0)
+    x, y = _toy(40)
+    gan = SemiSupervisedGAN(build_sgan_generator(8, (16,)), build_sgan_discriminator(2, (16, 8)),
+                            unsupervised_weight=unsupervised_weight, seed=0)
+    gan.compile()
+    before = [_np(w).copy() for w in (*gan.generator.trainable_weights, *gan.discriminator.trainable_weights)]
+    batch = next(iter(semisup_batches(x[[0, 1, 20, 21]], y[[0, 1, 20, 21]], x, 4, 16, n_classes=2)))
+    gan.train_step(batch)
+    g = len(gan.generator.trainable_weights)
+    after = [_np(w) for w in (*gan.generator.trainable_weights, *gan.discriminator.trainable_weights)]
+    return before[:g], after[:g], after[g:]
+
+
+def test_a_sgan_step_moves_the_generator_and_its_discriminator_update_uses_the_unlabelled_term():
+    g_before, g_after, d_with = _one_sgan_step(1.0)
+    assert any(not np.allclose(b, a) for b, a in zip(g_before, g_after))     # the generator step ran
+    _, _, d_without = _one_sgan_step(0.0)
+    # same seed, same batch: only the unlabelled and generated images' term differs
+    assert any(not np.allclose(a, b) for a, b in zip(d_with, d_without))
 
 
 def test_sgan_refuses_a_discriminator_without_features():
@@ -141,6 +174,55 @@ def test_gaussian_log_likelihood_of_a_standard_normal():
     x = np.array([[1.0, -2.0]], dtype="float32")
     value = float(_np(gaussian_log_likelihood(x, np.zeros_like(x), np.zeros(2, "float32")))[0])
     assert math.isclose(value, -math.log(2 * math.pi) - 2.5, rel_tol=1e-6)
+
+
+def test_gaussian_log_likelihood_with_another_variance():
+    from scipy.stats import norm
+
+    x, mean = np.array([[1.0, -2.0]], "float32"), np.array([[0.5, 1.0]], "float32")
+    value = float(_np(gaussian_log_likelihood(x, mean, np.full(2, math.log(4.0), "float32")))[0])
+    assert math.isclose(value, norm.logpdf(x, mean, 2.0).sum(), rel_tol=1e-6)      # standard deviation 2
+
+
+def test_labelled_bound_subtracts_the_kl_of_a_shifted_posterior():
+    # encoder outputs z_mean = 1 and log_var = -30 whatever x and y: KL(N(1, e^-30) || N(0, 1)) =
+    # 0.5 (1 + e^-30 - 1 + 30) = 15.5 - tiny, a dimension; decoder zero: log N(x; 0, I) - log K
+    m2 = _zeroed_m2(k=4)
+    w = m2.encoder.get_weights()
+    w[-1][:] = [1.0, 1.0, -30.0, -30.0]
+    m2.encoder.set_weights(w)
+    x = np.array([[0.5, -1.0, 2.0]], dtype="float32")
+    expected = -0.5 * np.sum(math.log(2 * math.pi) + x ** 2) - math.log(4) - 2 * 0.5 * (1 + math.exp(-30) + 30 - 1)
+    assert math.isclose(float(_np(m2.labelled_bound(x, np.eye(4, dtype="float32")[[2]]))[0]), expected,
+                        rel_tol=1e-5)
+
+
+def test_posterior_inputs_are_sampled_with_their_standard_deviation():
+    m2 = M2(2, n_classes=2, latent_dim=1, hidden=(4,), posterior_inputs=True, seed=0)
+    rows = np.tile(np.array([[1.0, -1.0, math.log(4.0), math.log(0.25)]], "float32"), (20000, 1))
+    draws = _np(m2._inputs(rows, sample=True))
+    assert np.allclose(draws.mean(0), [1.0, -1.0], atol=0.03)
+    assert np.allclose(draws.std(0), [2.0, 0.5], rtol=0.03)          # exp(0.5 log_var)
+
+
+def test_the_unlabelled_bound_trains_the_classifier():
+    # without labels, only B(x) reaches q(y|x): its gradient with respect to the classifier is not zero
+    import tensorflow as tf
+
+    set_seed(0)
+    m2 = M2(3, n_classes=3, latent_dim=2, hidden=(6,), seed=0)
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    with tf.GradientTape() as tape:
+        bound = keras.ops.mean(m2.unlabelled_bound(x))
+    grads = tape.gradient(bound, m2.classifier.trainable_weights)
+    assert all(g is not None for g in grads)
+    assert max(float(np.abs(_np(g)).max()) for g in grads) > 1e-4
+    # and in a training step with the labels' terms switched off (alpha = 0, labelled_share = 0)
+    m2 = M2(3, n_classes=3, latent_dim=2, hidden=(6,), alpha=0.0, labelled_share=0.0, seed=0)
+    m2.compile(optimizer=keras.optimizers.Adam(1e-2))
+    before = [_np(w).copy() for w in m2.classifier.trainable_weights]
+    m2.train_step(next(iter(semisup_batches(x[:3], np.arange(3), x, 3, 8, n_classes=3))))
+    assert any(not np.allclose(b, _np(w)) for b, w in zip(before, m2.classifier.trainable_weights))
 
 
 def test_m2_learns_two_blobs_from_five_labels_each_saves_and_reloads(tmp_path):
