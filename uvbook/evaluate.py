@@ -15,7 +15,9 @@ A representation is any (examples, features) matrix; images are flattened.
 from __future__ import annotations
 
 import functools
+import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,10 +32,9 @@ def _one_blas_thread(func):
     """Run ``func`` with one BLAS/OpenMP thread.
 
     scikit-learn's k-means, logistic regression and nearest neighbours on a few thousand
-    small vectors are faster on one thread; with several, their threads compete with
-    TensorFlow's and with other processes, and a 2-core machine under load ran them 10
-    to 30 times slower (measured: three few-label probes on 2,000 images took 18-33 s
-    with the default threads and 0.6-1.9 s with one).
+    small vectors are faster on one thread: with several, their threads compete with
+    TensorFlow's and with other processes, which on a 2-core machine makes them an order of
+    magnitude slower.
     """
     return functools.wraps(func)(threadpool_limits.wrap(limits=1)(func))
 
@@ -799,3 +800,32 @@ def protocol(train_x, train_y, test_x, test_y, per_class=(1, 10, 100), seeds=(0,
     km = kmeans_scores(test_x, test_y, n_clusters=len(np.unique(test_y)), seed=0, n_init=kmeans_n_init)
     retrieval = None if retrieval_k is None else retrieval_precision_at_k(test_x, test_y, k=retrieval_k)
     return ProtocolScores(probes, knn, knn_k, km, retrieval, retrieval_k)
+
+
+def protocol_table(representations: Mapping[str, tuple], train_y, test_y, verbose: bool = True,
+                   **settings) -> tuple[dict[str, dict[str, float]], dict[tuple[str, int], ProbeResult]]:
+    """:func:`protocol` on every representation of ``representations`` (name -> ``(train_x,
+    test_x)``), with the same ``settings`` (:func:`protocol`'s keywords) for all.
+
+    Returns ``(rows, probes)``: ``rows[name]`` is the representation's line of the table
+    (:meth:`ProtocolScores.row`), ``probes[name, k]`` its probe with ``k`` labels a class.
+    ``verbose`` prints a line a representation with the seconds it took.
+
+    Raises:
+        ValueError: ``representations`` empty or not a mapping of pairs, or anything
+            :func:`protocol` refuses.
+    """
+    if not isinstance(representations, Mapping) or not representations:
+        raise ValueError(f"representations must be a non-empty mapping of name to (train_x, test_x); "
+                         f"got {type(representations).__name__} {representations!r:.80}")
+    rows, probes = {}, {}
+    for name, pair in representations.items():
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ValueError(f"representations[{name!r}] must be a pair (train_x, test_x); got {type(pair).__name__}")
+        t0 = time.perf_counter()
+        scored = protocol(pair[0], train_y, pair[1], test_y, **settings)
+        rows[name] = scored.row()
+        probes.update({(name, k): probe for k, probe in scored.probes.items()})
+        if verbose:
+            print(f"{name:44s} scored in {time.perf_counter() - t0:5.1f} s")
+    return rows, probes

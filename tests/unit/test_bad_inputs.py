@@ -168,14 +168,28 @@ def sandbox(tmp_path, monkeypatch):
     return tmp_path
 
 
+#: The cases whose function writes when its input is good (into the model cache, the sandbox's
+#: cache or backup folder, or the cache of UVBOOK_CACHE_DIR): for them, a refusal must leave no
+#: file behind. The other cases are pure functions, for which the check would hold trivially.
+WRITERS = {"range-train-gan", "nan-train-gan", "empty-train-gan", "unknown-model", "unsafe-cache-name",
+           "negative-epochs-train-gan", "negative-epochs-classifier", "negative-epochs-dcgan", "zero-batch-size",
+           "key-not-a-mapping", "build-not-callable", "checkpoint-data-not-a-dataset", "collapse-patience",
+           "semisup-recipe-too-many-labels", "unwritable-train-or-load", "unwritable-train-gan",
+           "unwritable-env-cache"}
+
+
 @pytest.mark.parametrize("call, error, expected, given", CASES)
-def test_bad_input_is_refused_naming_expected_and_given_and_writes_nothing(sandbox, call, error, expected,
-                                                                           given):
+def test_bad_input_is_refused_naming_expected_and_given(sandbox, call, error, expected, given, request):
     before = _tree(sandbox)
     with pytest.raises(error, match=expected) as err:
         call(sandbox)
     err.match(given)
-    assert _tree(sandbox) == before, "nothing may be written or half-written"
+    if request.node.callspec.id in WRITERS:
+        assert _tree(sandbox) == before, "nothing may be written or half-written"
+
+
+def test_every_writer_is_a_case():
+    assert WRITERS <= {c.id for c in CASES}
 
 
 def test_there_are_at_least_25_cases():

@@ -83,14 +83,49 @@ def test_time_to_quality_arithmetic():
     assert sched[0] == 0.0 and sched[-1] == 100.0 and sched == sorted(sched) and 10.0 in sched
 
 
-def test_measure_variants_gives_ratios_to_the_first():
-    s = bench.settings_for(quick=True, n_train=256, n_test=32, n_frechet=32, classifier="untrained")
-    data = bench.load_data(s)
-    out = bench.measure_variants(lambda v: bench.uvbook_ae(data, v),
-                                 [bench.Variant("default"), bench.Variant("tf.data", pipeline="tfdata")],
-                                 rounds=2, slice_s=0.2, log=lambda *_: None)
-    assert out["default"]["ratio"] == 1.0
-    assert _finite_positive(out["tf.data"]["ratio"]) and len(out["tf.data"]["round_rates"]) == 2
+class _ClockedRunner:
+    """A runner of known speed on a simulated clock: ``rate`` images a second, but ``slow_round``
+    (0-based) runs at a tenth of it, as a burst of load on a shared machine would make it."""
+
+    def __init__(self, rate, slow_round=None, slice_s=2.0):
+        self.rate, self.slow_round, self.slice_s = rate, slow_round, slice_s
+        self.clock, self.images, self.trace_s, self.batch_size = 0.0, 0, 0.0, 32
+        self.timed = 0
+
+    def warm_up(self):
+        pass
+
+    def train_until(self, t):
+        if t - self.clock >= self.slice_s:            # a timed slice (warm-up slices are shorter)
+            slow = self.timed == self.slow_round
+            self.timed += 1
+        else:
+            slow = False
+        self.images += (t - self.clock) * self.rate * (0.1 if slow else 1.0)
+        self.clock = t
+
+
+def test_measure_variants_gives_each_variant_its_speed_against_the_first():
+    runners = {"base": _ClockedRunner(100.0), "twice": _ClockedRunner(200.0, slow_round=1),
+               "half": _ClockedRunner(50.0)}
+    out = bench.measure_variants(lambda v: runners[v.name], [bench.Variant(n) for n in runners], rounds=3,
+                                 slice_s=2.0, log=lambda *_: None)
+    assert out["base"]["ratio"] == 1.0 and out["half"]["ratio"] == pytest.approx(0.5)
+    # one slow round of three: the median of the paired ratios ignores it, the mean would not
+    assert out["twice"]["ratio"] == pytest.approx(2.0)
+    assert out["twice"]["round_rates"] == pytest.approx([200.0, 20.0, 200.0])
+    assert out["half"]["images_per_s"] == pytest.approx(50.0)
+
+
+def test_measure_variants_reports_a_variant_that_fails():
+    def build(v):
+        if v.name == "broken":
+            raise RuntimeError("no such kernel")
+        return _ClockedRunner(100.0)
+
+    out = bench.measure_variants(build, [bench.Variant("base"), bench.Variant("broken")], rounds=2, slice_s=2.0,
+                                 log=lambda *_: None)
+    assert out["broken"] == {"error": "RuntimeError: no such kernel"} and out["base"]["ratio"] == 1.0
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -126,6 +126,10 @@ def test_keras_round_trip(images, tmp_path):
     assert (loaded.temperature, loaded.jitter, loaded.seed, loaded.crop_scale) == (0.3, 0.3, 3, (0.3, 1.0))
     np.testing.assert_allclose(loaded.encode(images), model.encode(images), rtol=1e-5, atol=1e-6)
     assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 2   # the step count came back
+    moments = [v for v in model.optimizer.variables if "momentum" in v.path or "velocity" in v.path]
+    assert moments and any(float(np.abs(keras.ops.convert_to_numpy(v)).max()) > 0 for v in moments)
+    for ours, theirs in zip(model.optimizer.variables, loaded.optimizer.variables):   # Adam's moments too
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(theirs), keras.ops.convert_to_numpy(ours))
     loaded.fit(images, batch_size=8, epochs=1, verbose=0)
     assert int(loaded.optimizer.iterations) == 4
 

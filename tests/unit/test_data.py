@@ -144,5 +144,11 @@ def test_bad_input_raises_a_clear_value_error(call, message):
         call()
 
 
-def test_debian_dir_is_a_known_source():
-    assert DEBIAN_FASHION_DIR in data.fashion_mnist_dirs()
+def test_sources_are_searched_in_the_documented_order(monkeypatch, tmp_path):
+    # UVBOOK_DATA_DIR (and its fashion-mnist folder) first, then Keras' cache, then Debian's package
+    monkeypatch.setenv("UVBOOK_DATA_DIR", str(tmp_path))
+    dirs = data.fashion_mnist_dirs()
+    assert dirs[:2] == [tmp_path, tmp_path / "fashion-mnist"]
+    assert dirs[-1] == DEBIAN_FASHION_DIR and dirs[-2].name == "fashion-mnist" and dirs[-2] != DEBIAN_FASHION_DIR
+    monkeypatch.delenv("UVBOOK_DATA_DIR")
+    assert data.fashion_mnist_dirs() == dirs[2:]

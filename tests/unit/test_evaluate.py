@@ -193,3 +193,20 @@ def test_protocol_scores_every_measure_and_matches_the_single_functions():
     assert "P@10" not in evaluate.protocol(x, y, xt, yt, per_class=(1,), seeds=(0,)).row()
     with pytest.raises(ValueError, match=r"per_class must name at least one .*got \(\)"):
         evaluate.protocol(x, y, xt, yt, per_class=())
+
+
+def test_protocol_table_scores_each_representation_with_the_same_settings(capsys):
+    x, y = _blobs()
+    xt, yt = _blobs(seed=1)
+    noise = np.random.default_rng(0).normal(size=x.shape), np.random.default_rng(1).normal(size=xt.shape)
+    rows, probes = evaluate.protocol_table({"blobs": (x, xt), "noise": noise}, y, yt, per_class=(1, 5),
+                                           seeds=(0, 1), knn_k=3, kmeans_n_init=2)
+    assert rows["blobs"] == evaluate.protocol(x, y, xt, yt, per_class=(1, 5), seeds=(0, 1), knn_k=3,
+                                              kmeans_n_init=2).row()
+    assert set(probes) == {("blobs", 1), ("blobs", 5), ("noise", 1), ("noise", 5)}
+    assert probes["blobs", 5].mean == rows["blobs"]["probe 5"] and rows["noise"]["3-NN"] < 0.6
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["blobs", "noise"]
+    with pytest.raises(ValueError, match="non-empty mapping of name to"):
+        evaluate.protocol_table({}, y, yt)
+    with pytest.raises(ValueError, match=r"representations\['blobs'\] must be a pair"):
+        evaluate.protocol_table({"blobs": x}, y, yt)

@@ -171,7 +171,7 @@ def test_an_interrupted_gan_resumes_to_the_same_weights_and_optimizer_states(tmp
 def test_keras_backup_and_restore_brings_back_a_gans_optimizers_built_at_compile(tmp_path):
     """GAN.compile builds both optimizers, so Keras' own callback restores their state too.
 
-    (Built at their first step instead, they were skipped with a warning.) EpochCheckpoint
+    (An optimizer built at its first step instead is skipped, with a warning.) EpochCheckpoint
     stays for what the Keras callback does not do: refuse a corrupt or mismatched
     checkpoint and fall back to an older one, replay a tf.data shuffle, stop on NaN, and
     restore the noise generator's state (asserted last: the Keras callback leaves it behind).
