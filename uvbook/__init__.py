@@ -8,7 +8,8 @@ bottom up (a module imports only modules above it in this list, never below):
 * :mod:`uvbook.data`, :mod:`uvbook.layers`, :mod:`uvbook.plots`: datasets with verified
   content; layers and network builders; image grids, curves, scatters
 * :mod:`uvbook.models`: one ``keras.Model`` subclass per idea (autoencoders, GANs, VAEs,
-  SimCLR, FixMatch, the semi-supervised GAN, M2) and the CNN classifier
+  SimCLR, FixMatch, the semi-supervised GAN, M2, the diffusion model, the masked
+  autoencoder) and the CNN classifier
 * :mod:`uvbook.evaluate`: the metrics and the evaluation protocol every chapter shares
 * :mod:`uvbook.callbacks`, :mod:`uvbook.train`: resume, guards and monitors; train-or-load
 * :mod:`uvbook.recipes`: every model the book trains, from one config each

@@ -5,18 +5,22 @@ mode (quick or full) and a ``train_*`` function that builds, fits and caches the
 through :func:`uvbook.train.train_or_load`: the first chapter that calls it trains the model,
 every later call (another chapter, a rerun) loads the same weights.
 
-=================================================  ==========================  ===========
-recipe                                             model                       trained in
-=================================================  ==========================  ===========
-:func:`train_fashion_cnn`                          Chapter 2's CNN             Chapter 2
-:func:`chapter3_model`                             two conv autoencoders       Chapter 3
-:func:`train_gan`, :func:`train_fashion_dcgan`     the GANs, the DCGAN         Chapter 4
-:func:`train_fashion_vae`                          the conv VAE                Chapter 5
-:func:`train_dense_vae`, :func:`train_mnist_vae`   dense VAEs, the MNIST VAE   Chapter 5
-:func:`train_fashion_simclr`                       SimCLR                      Chapter 6
-:func:`train_few_label_classifier`                 the few-label classifiers   Chapter 7
-:func:`train_simclr_twin_ae`                       SimCLR's autoencoder twin   Chapter 8
-=================================================  ==========================  ===========
+====================================================  ==============================  ==========
+recipe                                                model                           trained in
+====================================================  ==============================  ==========
+:func:`train_fashion_cnn`                             Chapter 2's CNN                 Chapter 2
+:func:`chapter3_model`                                two conv autoencoders           Chapter 3
+:func:`train_linear_ae`, :func:`train_sparse_ae`      the linear and sparse AEs       Chapter 3
+:func:`train_code_size_ae`, :func:`train_anomaly_ae`  the code-size sweep, anomalies  Chapter 3
+:func:`train_gan`, :func:`train_fashion_dcgan`        the GANs, the DCGAN             Chapter 4
+:func:`train_fashion_vae`                             the conv VAE                    Chapter 5
+:func:`train_dense_vae`, :func:`train_mnist_vae`      dense VAEs, the MNIST VAE       Chapter 5
+:func:`train_fashion_simclr`                          SimCLR                          Chapter 6
+:func:`train_few_label_classifier`                    the few-label classifiers       Chapter 7
+:func:`train_simclr_twin_ae`                          SimCLR's autoencoder twin       Chapter 8
+:func:`train_diffusion`, :func:`train_masked_ae`      diffusion, masked AEs           Chapter 8
+:func:`train_beta_vae`, :func:`train_overfit_ae`      beta-VAEs, the overfit study    Chapter 8
+====================================================  ==============================  ==========
 
 The cache keys keep the strings they had before the recipes moved here (for example
 ``"uvbook.models.gan.build_fashion_dcgan"``): they name what was trained, and changing
@@ -36,10 +40,12 @@ import tensorflow as tf
 from uvbook.callbacks import CollapseGuard, EpochLog, FrechetMonitor, NeighbourMonitor, WatchAccuracy, resumable
 from uvbook.data import available_mnist, few_labels, load_dataset, make_pipeline, stratified_subset
 from uvbook.evaluate import domain_features, domain_frechet_distance
-from uvbook.models.autoencoder import Autoencoder, DenoisingAutoencoder
+from uvbook.models.autoencoder import Autoencoder, DenoisingAutoencoder, SparseAutoencoder
 from uvbook.models.classifier import build_cnn_classifier
 from uvbook.models.contrastive import SimCLR, build_simclr
+from uvbook.models.diffusion import Diffusion, build_denoiser
 from uvbook.models.gan import GAN, WGANGP, build_dcgan_discriminator, build_dcgan_generator
+from uvbook.models.masked import MaskedAutoencoder, patch_mask
 from uvbook.models.semigen import M2, SemiSupervisedGAN, build_sgan_discriminator, build_sgan_generator
 from uvbook.models.semisup import FixMatch, semisup_batches, semisup_pipeline, weak_augment
 from uvbook.models.vae import VAE, binarize, build_vae
@@ -208,6 +214,210 @@ def chapter3_model(name: str, verbose: bool = True):
                          verbose=0, callbacks=[*progress(name, verbose), *resumable(backup)])
 
     return train_or_load(name, build, train, key, verbose=verbose)
+
+
+def chapter3_images() -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)``: the Fashion-MNIST training images (and labels) that :data:`CHAPTER3_TRAINING` trains
+    on in the current mode, all 60,000 in full mode, a stratified subset (seed 0) in quick mode; the
+    chapter's ``x_tr, y_tr`` and the data of every Chapter 3 recipe."""
+    cfg = CHAPTER3_TRAINING
+    return load_dataset(cfg["dataset"], "train", n=by_mode(**cfg["n_train"]), seed=0)
+
+
+def _chapter3_key(model: str, config: Mapping[str, Any], sizes: Mapping[str, Any], **data) -> dict:
+    """The cache key of a Chapter 3 recipe: what it builds, on which images, trained how."""
+    cfg = CHAPTER3_TRAINING
+    return {"model": model, "config": dict(config), "dataset": cfg["dataset"], "split": "train",
+            "n_train": by_mode(**cfg["n_train"]), "subset_seed": 0, **data, "epochs": sizes["epochs"],
+            "batch_size": sizes["batch_size"], "optimizer": "adam", "seed": sizes["seed"]}
+
+
+#: Chapter 3's linear autoencoder (``Autoencoder.linear``), one ``Dense`` layer each way and no
+#: activation, trained with Adam at ``learning_rate`` on the chapter's images (:func:`chapter3_images`).
+#: The chapter then finishes it by exact alternating least squares, which the cache does not hold.
+LINEAR_AE_CONFIG = {"code_dim": 32, "learning_rate": 1e-3}
+
+
+def linear_ae_sizes() -> dict:
+    """Training sizes of :func:`train_linear_ae` in the current mode: ``epochs`` of Adam in batches
+    of :data:`CHAPTER3_TRAINING`'s ``batch_size``, from ``seed``."""
+    return {"epochs": by_mode(quick=20, full=5), "batch_size": CHAPTER3_TRAINING["batch_size"],
+            "seed": CHAPTER3_TRAINING["seed"]}
+
+
+def train_linear_ae(verbose: bool = True) -> tuple[Autoencoder, dict[str, list[float]]]:
+    """Chapter 3's linear autoencoder (:data:`LINEAR_AE_CONFIG`), trained once and cached as
+    ``"ch3_linear_ae_32"``: ``(autoencoder, history)``.
+
+    Trained with Adam on the squared error of :func:`chapter3_images` for :func:`linear_ae_sizes`'
+    epochs; ``history`` has ``loss`` and ``mse`` per epoch. Its layers are named ``"code"`` (the
+    encoder's ``Dense``) and ``"dense_out"`` (the decoder's), where the chapter reads the weights.
+    """
+    name, cfg, sizes = "ch3_linear_ae_32", LINEAR_AE_CONFIG, linear_ae_sizes()
+    key = _chapter3_key("Autoencoder.linear", cfg, sizes)
+
+    def build() -> Autoencoder:
+        set_seed(sizes["seed"])
+        model = Autoencoder.linear(cfg["code_dim"])
+        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
+        return model
+
+    def fit(model: Autoencoder, backup=None):
+        x, _ = chapter3_images()
+        return model.fit(x, epochs=sizes["epochs"], batch_size=sizes["batch_size"], shuffle=True, verbose=0,
+                         callbacks=[*progress(name, verbose), *resumable(backup)])
+
+    return train_or_load(name, build, fit, key, verbose=verbose)
+
+
+#: Chapter 3's sparse autoencoders (``SparseAutoencoder.dense``), 784-256-128 and back, Adam at
+#: ``learning_rate``; ``variants`` are the code activations and penalties the chapter compares, by the
+#: name :func:`train_sparse_ae` takes (no penalty, L1 on a ReLU code, Ng's KL on a sigmoid code).
+SPARSE_AE_CONFIG = {
+    "code_dim": 128, "hidden": (256,), "learning_rate": 1e-3,
+    "variants": {"none": {"code_activation": "relu", "penalty": "l1", "weight": 0.0},
+                 "l1": {"code_activation": "relu", "penalty": "l1", "weight": 3e-4},
+                 "kl": {"code_activation": "sigmoid", "penalty": "kl", "weight": 1e-2, "target": 0.05}}}
+
+
+def sparse_ae_sizes() -> dict:
+    """Training sizes of :func:`train_sparse_ae` in the current mode (every variant alike)."""
+    return {"epochs": by_mode(quick=10, full=8), "batch_size": CHAPTER3_TRAINING["batch_size"],
+            "seed": CHAPTER3_TRAINING["seed"]}
+
+
+def train_sparse_ae(variant: str, verbose: bool = True) -> tuple[SparseAutoencoder, dict[str, list[float]]]:
+    """One of Chapter 3's sparse autoencoders, :data:`SPARSE_AE_CONFIG` with the penalty of
+    ``variant`` (``"none"``, ``"l1"`` or ``"kl"``), trained once and cached as
+    ``"ch3_sparse_ae_{variant}"``: ``(autoencoder, history)``.
+
+    Trained on :func:`chapter3_images` for :func:`sparse_ae_sizes`' epochs; ``history`` has
+    ``loss``, ``mse`` and ``sparsity`` (the penalty, weight included) per epoch.
+
+    Raises:
+        ValueError: ``variant`` is not one of ``SPARSE_AE_CONFIG["variants"]``.
+    """
+    variants = SPARSE_AE_CONFIG["variants"]
+    if variant not in variants:
+        raise ValueError(f"variant must be one of {tuple(variants)}; got {variant!r}")
+    name, sizes = f"ch3_sparse_ae_{variant}", sparse_ae_sizes()
+    cfg = {k: v for k, v in SPARSE_AE_CONFIG.items() if k != "variants"} | dict(variants[variant])
+    key = _chapter3_key("SparseAutoencoder.dense", cfg, sizes)
+
+    def build() -> SparseAutoencoder:
+        set_seed(sizes["seed"])
+        model = SparseAutoencoder.dense(cfg["code_dim"], hidden=cfg["hidden"], **variants[variant])
+        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
+        return model
+
+    def fit(model: Autoencoder, backup=None):
+        x, _ = chapter3_images()
+        return model.fit(x, epochs=sizes["epochs"], batch_size=sizes["batch_size"], shuffle=True, verbose=0,
+                         callbacks=[*progress(name, verbose), *resumable(backup)])
+
+    return train_or_load(name, build, fit, key, verbose=verbose)
+
+
+#: Chapter 3's code-size sweep, the convolutional autoencoder of ``CHAPTER3_MODELS["conv_ae_32"]``
+#: with the code size :func:`train_code_size_ae` is given, Adam at :data:`CHAPTER3_TRAINING`'s rate,
+#: trained on a random subset of the chapter's images (drawn with ``subset_seed``) for few epochs.
+CODE_SIZE_CONFIG = {"filters": CHAPTER3_MODELS["conv_ae_32"]["filters"],
+                    "dense_units": CHAPTER3_MODELS["conv_ae_32"]["dense_units"],
+                    "learning_rate": CHAPTER3_TRAINING["learning_rate"], "subset_seed": 0}
+
+
+def code_size_sizes() -> dict:
+    """Sizes of the code-size sweep in the current mode: the ``code_dims`` Chapter 3 trains
+    :func:`train_code_size_ae` with, each on ``n_train`` of :func:`chapter3_images` (all of them
+    if there are no more) for ``epochs``."""
+    return {"code_dims": by_mode(quick=(2, 8, 32), full=(2, 8, 16, 32, 64)),
+            "n_train": by_mode(quick=3000, full=20000), "epochs": by_mode(quick=6, full=3),
+            "batch_size": CHAPTER3_TRAINING["batch_size"], "seed": CHAPTER3_TRAINING["seed"]}
+
+
+def code_size_images() -> np.ndarray:
+    """The images every model of the code-size sweep trains on: ``code_size_sizes()["n_train"]`` of
+    :func:`chapter3_images`, drawn without replacement with ``CODE_SIZE_CONFIG["subset_seed"]`` and
+    kept in their order (all of them if there are no more)."""
+    x, _ = chapter3_images()
+    n = code_size_sizes()["n_train"]
+    if n is None or n >= len(x):
+        return x
+    return x[np.sort(np.random.default_rng(CODE_SIZE_CONFIG["subset_seed"]).choice(len(x), n, replace=False))]
+
+
+def train_code_size_ae(code_dim: int, verbose: bool = True) -> tuple[Autoencoder, dict[str, list[float]]]:
+    """One model of Chapter 3's code-size sweep (:data:`CODE_SIZE_CONFIG`) with a ``code_dim``-number
+    code, trained once and cached as ``"ch3_code_size_ae_{code_dim}"``: ``(autoencoder, history)``.
+
+    Trained on :func:`code_size_images` for ``code_size_sizes()["epochs"]``; ``history`` has ``loss``
+    and ``mse`` per epoch.
+
+    Raises:
+        ValueError: ``code_dim`` is not a positive integer.
+    """
+    code_dim = check_positive_int(code_dim, "code_dim")
+    name, cfg, sizes = f"ch3_code_size_ae_{code_dim}", CODE_SIZE_CONFIG, code_size_sizes()
+    key = _chapter3_key("Autoencoder.conv", {"code_dim": code_dim, **cfg}, sizes, n_sweep=sizes["n_train"])
+
+    def build() -> Autoencoder:
+        set_seed(sizes["seed"])
+        model = Autoencoder.conv(code_dim, filters=cfg["filters"], dense_units=cfg["dense_units"])
+        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
+        return model
+
+    def fit(model: Autoencoder, backup=None):
+        return model.fit(code_size_images(), epochs=sizes["epochs"], batch_size=sizes["batch_size"], shuffle=True,
+                         verbose=0, callbacks=[*progress(name, verbose), *resumable(backup)])
+
+    return train_or_load(name, build, fit, key, verbose=verbose)
+
+
+#: Chapter 3's anomaly detector, ``CHAPTER3_MODELS["conv_ae_32"]``'s architecture and
+#: :data:`CHAPTER3_TRAINING`'s learning rate, trained on the chapter's images of every class but
+#: ``held_out`` (8, Bag, unless :func:`train_anomaly_ae` is given another).
+ANOMALY_AE_CONFIG = {"code_dim": 32, "filters": CHAPTER3_MODELS["conv_ae_32"]["filters"],
+                     "dense_units": CHAPTER3_MODELS["conv_ae_32"]["dense_units"],
+                     "learning_rate": CHAPTER3_TRAINING["learning_rate"], "held_out": 8}
+
+
+def anomaly_ae_sizes() -> dict:
+    """Training sizes of :func:`train_anomaly_ae` in the current mode."""
+    return {"epochs": by_mode(quick=8, full=3), "batch_size": CHAPTER3_TRAINING["batch_size"],
+            "seed": CHAPTER3_TRAINING["seed"]}
+
+
+def train_anomaly_ae(held_out: int | None = None, verbose: bool = True) -> tuple[Autoencoder, dict[str, list[float]]]:
+    """Chapter 3's anomaly detector (:data:`ANOMALY_AE_CONFIG`) trained without the class
+    ``held_out`` (a label from 0 to 9; None: the config's, 8, Bag), once, and cached as
+    ``"ch3_anomaly_ae_held{held_out}"``: ``(autoencoder, history)``.
+
+    Trained on :func:`chapter3_images` less that class's images for :func:`anomaly_ae_sizes`'
+    epochs; ``history`` has ``loss`` and ``mse`` per epoch.
+
+    Raises:
+        ValueError: ``held_out`` is not a class label from 0 to 9.
+    """
+    cfg = {k: v for k, v in ANOMALY_AE_CONFIG.items() if k != "held_out"}
+    held_out = ANOMALY_AE_CONFIG["held_out"] if held_out is None else held_out
+    if isinstance(held_out, bool) or not isinstance(held_out, (int, np.integer)) or not 0 <= held_out <= 9:
+        raise ValueError(f"held_out must be a class label from 0 to 9; got {held_out!r}")
+    held_out = int(held_out)
+    name, sizes = f"ch3_anomaly_ae_held{held_out}", anomaly_ae_sizes()
+    key = _chapter3_key("Autoencoder.conv", cfg, sizes, held_out=held_out)
+
+    def build() -> Autoencoder:
+        set_seed(sizes["seed"])
+        model = Autoencoder.conv(cfg["code_dim"], filters=cfg["filters"], dense_units=cfg["dense_units"])
+        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
+        return model
+
+    def fit(model: Autoencoder, backup=None):
+        x, y = chapter3_images()
+        return model.fit(x[y != held_out], epochs=sizes["epochs"], batch_size=sizes["batch_size"], shuffle=True,
+                         verbose=0, callbacks=[*progress(name, verbose), *resumable(backup)])
+
+    return train_or_load(name, build, fit, key, verbose=verbose)
 
 
 # --------------------------------------------------------------------------- Chapter 4: GANs
@@ -832,3 +1042,233 @@ def train_simclr_twin_ae(verbose: bool = True) -> tuple[Autoencoder, dict[str, l
                          callbacks=[*progress("ch8_twin_conv_ae", verbose), *resumable(backup, data=data)])
 
     return train_or_load("ch8_twin_conv_ae", build, fit, key, verbose=verbose)
+
+
+# ---------------------------------------------------------------- Chapter 8: diffusion, masked autoencoders, beta-VAEs, overfitting
+
+#: Chapter 8's minimal diffusion model, :func:`uvbook.models.diffusion.build_denoiser` in a
+#: :class:`~uvbook.models.diffusion.Diffusion` with ``steps`` noise levels, ``beta_t`` rising linearly
+#: from ``beta_1`` to ``beta_T``; batches of 128 (image, step, noise) triples, Adam.
+DIFFUSION_CONFIG = {"steps": 500, "beta_1": 1e-4, "beta_T": 0.04, "batch_size": 128, "learning_rate": 1e-3}
+
+
+def diffusion_sizes() -> dict:
+    """Training sizes of :func:`train_diffusion` in the current mode: ``train_steps`` batches drawn
+    from the first ``n_train`` Fashion-MNIST training images, reported (one epoch, one progress
+    line) every ``report_every`` steps."""
+    train_steps = by_mode(quick=40, full=1200)
+    return {"n_train": by_mode(quick=2000, full=30000), "train_steps": train_steps,
+            "report_every": min(100, train_steps), "seed": 0}
+
+
+def diffusion_batches(x0: np.ndarray, batch_size: int, steps: int, seed: int = 0):
+    """Endless ``(x0, t, eps)`` training batches for :class:`~uvbook.models.diffusion.Diffusion`, drawn
+    with one NumPy generator seeded ``seed``: for every batch, ``batch_size`` image indices into
+    ``x0`` (images in [-1, 1]), as many steps in ``[0, steps)``, then the noise, in that order."""
+    x0 = check_images(x0, "x0", pixel_range=(-1.0, 1.0))
+    batch_size = check_positive_int(batch_size, "batch_size")
+    steps = check_positive_int(steps, "steps")
+
+    def draws():
+        rng = np.random.default_rng(seed)
+        while True:
+            idx = rng.integers(0, len(x0), batch_size)
+            t = rng.integers(0, steps, batch_size)
+            eps = rng.standard_normal((batch_size, *x0.shape[1:])).astype(np.float32)
+            yield x0[idx], t, eps
+
+    return draws()
+
+
+class _StepLosses(keras.callbacks.Callback):
+    """Keeps the ``step_loss`` of every training step (the history keeps one number an epoch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.losses.append(float(logs["step_loss"]))
+
+
+def train_diffusion(verbose: bool = True) -> tuple[Diffusion, dict[str, list[float]]]:
+    """Chapter 8's minimal diffusion model (:data:`DIFFUSION_CONFIG`), trained once and cached as
+    ``"ch8_diffusion"``: ``(model, history)``.
+
+    Trained for :func:`diffusion_sizes`' ``train_steps`` batches of :func:`diffusion_batches` on
+    Fashion-MNIST's training images scaled to [-1, 1]. ``history`` has, per epoch of
+    ``report_every`` steps, ``loss`` (the epoch's mean) and ``elapsed`` (training seconds so far),
+    and ``step_loss``, the loss of every step. The run is not checkpointed between epochs: its
+    batches come from one NumPy generator, which a resumed run could not continue where the
+    interrupted one stopped.
+    """
+    cfg, sizes = DIFFUSION_CONFIG, diffusion_sizes()
+    every = check_positive_int(sizes["report_every"], "report_every")
+    if check_positive_int(sizes["train_steps"], "train_steps") % every:
+        raise ValueError(f"train_steps must be a multiple of report_every={every}; got {sizes['train_steps']}")
+    key = {"model": "uvbook.models.diffusion.Diffusion(build_denoiser())", "config": cfg,
+           "data": "fashion_mnist train, pixels scaled to [-1, 1]",
+           "draws": "numpy default_rng(seed): per step the image indices, the steps, the noise", **sizes}
+
+    def build() -> Diffusion:
+        set_seed(sizes["seed"])
+        model = Diffusion(build_denoiser(), cfg["steps"], cfg["beta_1"], cfg["beta_T"], name="diffusion")
+        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
+        return model
+
+    def fit(model: Diffusion, backup=None):
+        x0 = load_dataset("fashion_mnist", "train", n=sizes["n_train"])[0] * 2.0 - 1.0
+        n, shape = cfg["batch_size"], (cfg["batch_size"], *x0.shape[1:])
+        data = tf.data.Dataset.from_generator(
+            lambda: diffusion_batches(x0, n, cfg["steps"], seed=sizes["seed"]),
+            output_signature=(tf.TensorSpec(shape, tf.float32), tf.TensorSpec((n,), tf.int64),
+                              tf.TensorSpec(shape, tf.float32)))
+        steps = _StepLosses()
+        history = model.fit(data, epochs=sizes["train_steps"] // every, steps_per_epoch=every, verbose=0,
+                            callbacks=[FrechetMonitor(), steps, *progress("ch8_diffusion", verbose),
+                                       *resumable(None)])
+        return {**history.history, "step_loss": steps.losses}
+
+    return train_or_load("ch8_diffusion", build, fit, key, verbose=verbose)
+
+
+#: Chapter 8's masked autoencoder, :class:`~uvbook.models.masked.MaskedAutoencoder`, where a
+#: ``missing`` fraction of the 4x4 patches of every training image is missing; each step hides
+#: ``hide`` of the observed ones and scores the model on those; Adam, batches of 128.
+MASKED_AE_CONFIG = {"code_dim": 64, "hide": 0.25, "missing": 0.5, "batch_size": 128, "learning_rate": 1e-3}
+
+
+def masked_ae_sizes() -> dict:
+    """Training sizes of :func:`train_masked_ae` in the current mode: the first ``n_train``
+    Fashion-MNIST training images, ``epochs`` epochs."""
+    return {"n_train": by_mode(quick=2000, full=20000), "epochs": by_mode(quick=1, full=5), "seed": 0}
+
+
+def masked_ae_split(n_test: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, mask, test_mask)``: :func:`masked_ae_sizes`' complete training images, their observation
+    mask (1 observed, 0 missing, :func:`uvbook.models.masked.patch_mask` with
+    ``MASKED_AE_CONFIG["missing"]``), and the mask of ``n_test`` test images, drawn next by the
+    same NumPy generator (seeded 0). The model trained on incomplete images sees ``x * mask``."""
+    if isinstance(n_test, bool) or not isinstance(n_test, (int, np.integer)) or n_test < 0:
+        raise ValueError(f"n_test must be a non-negative integer; got {n_test!r}")
+    sizes, missing = masked_ae_sizes(), MASKED_AE_CONFIG["missing"]
+    rng = np.random.default_rng(sizes["seed"])
+    x = load_dataset("fashion_mnist", "train", n=sizes["n_train"])[0]
+    mask = patch_mask(x.shape, missing, rng)
+    return x, mask, patch_mask((int(n_test), *x.shape[1:]), missing, rng)
+
+
+def train_masked_ae(complete: bool = False, verbose: bool = True) -> tuple[MaskedAutoencoder, dict[str, list[float]]]:
+    """Chapter 8's masked autoencoder (:data:`MASKED_AE_CONFIG`), trained once and cached:
+    ``(model, history)``.
+
+    ``complete=False`` (``"ch8_masked_ae"``): trained on :func:`masked_ae_split`'s incomplete
+    images with their mask; ``complete=True`` (``"ch8_masked_ae_complete"``): the reference,
+    trained on the complete images. ``history`` has ``loss`` and ``elapsed`` per epoch.
+
+    Raises:
+        ValueError: ``complete`` is not True or False.
+    """
+    if not isinstance(complete, (bool, np.bool_)):
+        raise ValueError(f"complete must be True or False; got {complete!r}")
+    cfg, sizes = MASKED_AE_CONFIG, masked_ae_sizes()
+    name = "ch8_masked_ae_complete" if complete else "ch8_masked_ae"
+    key = {"model": "uvbook.models.masked.MaskedAutoencoder", "config": cfg, "complete": bool(complete),
+           "data": "fashion_mnist train; masked_ae_split (patch mask, numpy default_rng(seed))", **sizes}
+
+    def build() -> MaskedAutoencoder:
+        set_seed(sizes["seed"])
+        model = MaskedAutoencoder(cfg["code_dim"], hide=cfg["hide"], complete=bool(complete),
+                                  missing=cfg["missing"], seed=sizes["seed"], name=name)
+        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
+        return model
+
+    def fit(model: MaskedAutoencoder, backup=None):
+        x, mask, _ = masked_ae_split()
+        x, mask = (x, np.ones_like(x)) if complete else (x * mask, mask)
+        data = tf.data.Dataset.from_tensor_slices((x, mask)).shuffle(len(x), seed=sizes["seed"]).batch(cfg["batch_size"])
+        return model.fit(data, epochs=sizes["epochs"], verbose=0,
+                         callbacks=[FrechetMonitor(), *progress(name, verbose), *resumable(backup, data=data)])
+
+    return train_or_load(name, build, fit, key, verbose=verbose)
+
+
+#: Chapter 8's β-VAEs, :func:`uvbook.models.vae.build_vae` with a 10-dimensional code, the
+#: convolutional architecture and its defaults (Bernoulli decoder, Adam at 1e-3), batches of 128.
+BETA_VAE_CONFIG = {"latent_dim": 10, "architecture": "conv", "batch_size": 128}
+
+
+def beta_vae_sizes() -> dict:
+    """Training sizes of :func:`train_beta_vae` in the current mode: the first ``n_train``
+    Fashion-MNIST training images, ``epochs`` epochs."""
+    return {"n_train": by_mode(quick=2000, full=20000), "epochs": by_mode(quick=1, full=5), "seed": 0}
+
+
+def train_beta_vae(beta: float, verbose: bool = True) -> tuple[VAE, dict[str, list[float]]]:
+    """One of Chapter 8's β-VAEs (:data:`BETA_VAE_CONFIG`, the KL weighted by ``beta``), trained once
+    and cached as ``"ch8_beta_vae_{beta:g}"``: ``(vae, history)``, ``history`` with the loss, its
+    terms and ``elapsed`` per epoch.
+
+    Raises:
+        ValueError: ``beta`` is not a positive number.
+    """
+    beta = check_number(beta, "beta", 0.0, math.inf, lo_open=True, hi_open=True)
+    cfg, sizes = BETA_VAE_CONFIG, beta_vae_sizes()
+    name = f"ch8_beta_vae_{beta:g}"
+    key = {"model": "uvbook.models.vae.build_vae", "config": cfg, "beta": beta, "data": "fashion_mnist train",
+           **sizes}
+
+    def build() -> VAE:
+        set_seed(sizes["seed"])
+        return build_vae(cfg["latent_dim"], architecture=cfg["architecture"], beta=beta, seed=sizes["seed"],
+                         name=f"beta_vae_{beta:g}")
+
+    def fit(model: VAE, backup=None):
+        x, _ = load_dataset("fashion_mnist", "train", n=sizes["n_train"])
+        data = make_pipeline(x, batch_size=cfg["batch_size"], seed=sizes["seed"])
+        return model.fit(data, epochs=sizes["epochs"], verbose=0,
+                         callbacks=[FrechetMonitor(), *progress(name, verbose), *resumable(backup, data=data)])
+
+    return train_or_load(name, build, fit, key, verbose=verbose)
+
+
+#: Chapter 8's overfitting study, ``Autoencoder.conv(code_dim)`` of Chapter 3, Adam, batches of
+#: ``max_batch_size`` images (or all of them, if fewer), the same number of updates at every size.
+OVERFIT_AE_CONFIG = {"code_dim": 32, "learning_rate": 1e-3, "max_batch_size": 128}
+
+
+def overfit_ae_sizes() -> dict:
+    """Sizes of Chapter 8's overfitting study in the current mode: the training-set ``sizes``
+    (the first n Fashion-MNIST training images) and the ``train_steps`` updates at every size."""
+    return {"sizes": by_mode(quick=(30, 300, 2000), full=(100, 1000, 10000, 60000)),
+            "train_steps": by_mode(quick=60, full=500), "seed": 0}
+
+
+def train_overfit_ae(n_train: int, verbose: bool = True) -> tuple[Autoencoder, dict[str, list[float]]]:
+    """The autoencoder of Chapter 8's overfitting study (:data:`OVERFIT_AE_CONFIG`) trained on the
+    first ``n_train`` Fashion-MNIST training images for :func:`overfit_ae_sizes`' ``train_steps``
+    updates (one epoch), once, and cached as ``"ch8_overfit_ae_{n_train}"``: ``(autoencoder, history)``.
+
+    Raises:
+        ValueError: ``n_train`` is not a positive integer.
+    """
+    n_train = check_positive_int(n_train, "n_train")
+    cfg, sizes = OVERFIT_AE_CONFIG, overfit_ae_sizes()
+    name = f"ch8_overfit_ae_{n_train}"
+    batch = min(cfg["max_batch_size"], n_train)
+    key = {"model": "Autoencoder.conv", "config": cfg, "n_train": n_train, "batch_size": batch,
+           "data": "fashion_mnist train", "train_steps": sizes["train_steps"], "seed": sizes["seed"]}
+
+    def build() -> Autoencoder:
+        set_seed(sizes["seed"])
+        model = Autoencoder.conv(cfg["code_dim"])
+        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
+        return model
+
+    def fit(model: Autoencoder, backup=None):
+        x, _ = load_dataset("fashion_mnist", "train", n=n_train)
+        data = make_pipeline(x, batch_size=batch, seed=sizes["seed"]).repeat()
+        return model.fit(data, steps_per_epoch=sizes["train_steps"], epochs=1, verbose=0,
+                         callbacks=[FrechetMonitor(), *progress(name, verbose), *resumable(backup)])
+
+    return train_or_load(name, build, fit, key, verbose=verbose)
