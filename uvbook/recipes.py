@@ -232,6 +232,26 @@ def _chapter3_key(model: str, config: Mapping[str, Any], sizes: Mapping[str, Any
             "batch_size": sizes["batch_size"], "optimizer": "adam", "seed": sizes["seed"]}
 
 
+def train_chapter3_ae(name: str, make: Callable[[], Autoencoder], learning_rate: float, images: Callable,
+                      sizes: Mapping[str, Any], key: Mapping[str, Any], verbose: bool = True):
+    """What every Chapter 3 recipe below does once it has named its model: build ``make()`` from
+    ``sizes["seed"]``, compile it with Adam at ``learning_rate``, fit it on ``images()`` for
+    ``sizes["epochs"]`` in shuffled batches of ``sizes["batch_size"]``, once, cached under ``name``
+    and ``key`` (:func:`uvbook.train.train_or_load`): ``(model, history)``."""
+
+    def build() -> Autoencoder:
+        set_seed(sizes["seed"])
+        model = make()
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        return model
+
+    def fit(model: Autoencoder, backup=None):
+        return model.fit(images(), epochs=sizes["epochs"], batch_size=sizes["batch_size"], shuffle=True, verbose=0,
+                         callbacks=[*progress(name, verbose), *resumable(backup)])
+
+    return train_or_load(name, build, fit, key, verbose=verbose)
+
+
 #: Chapter 3's linear autoencoder (``Autoencoder.linear``), one ``Dense`` layer each way and no
 #: activation, trained with Adam at ``learning_rate`` on the chapter's images (:func:`chapter3_images`).
 #: The chapter then finishes it by exact alternating least squares, which the cache does not hold.
@@ -255,19 +275,8 @@ def train_linear_ae(verbose: bool = True) -> tuple[Autoencoder, dict[str, list[f
     """
     name, cfg, sizes = "ch3_linear_ae_32", LINEAR_AE_CONFIG, linear_ae_sizes()
     key = _chapter3_key("Autoencoder.linear", cfg, sizes)
-
-    def build() -> Autoencoder:
-        set_seed(sizes["seed"])
-        model = Autoencoder.linear(cfg["code_dim"])
-        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
-        return model
-
-    def fit(model: Autoencoder, backup=None):
-        x, _ = chapter3_images()
-        return model.fit(x, epochs=sizes["epochs"], batch_size=sizes["batch_size"], shuffle=True, verbose=0,
-                         callbacks=[*progress(name, verbose), *resumable(backup)])
-
-    return train_or_load(name, build, fit, key, verbose=verbose)
+    return train_chapter3_ae(name, lambda: Autoencoder.linear(cfg["code_dim"]), cfg["learning_rate"],
+                             lambda: chapter3_images()[0], sizes, key, verbose)
 
 
 #: Chapter 3's sparse autoencoders (``SparseAutoencoder.dense``), 784-256-128 and back, Adam at
@@ -303,19 +312,9 @@ def train_sparse_ae(variant: str, verbose: bool = True) -> tuple[SparseAutoencod
     name, sizes = f"ch3_sparse_ae_{variant}", sparse_ae_sizes()
     cfg = {k: v for k, v in SPARSE_AE_CONFIG.items() if k != "variants"} | dict(variants[variant])
     key = _chapter3_key("SparseAutoencoder.dense", cfg, sizes)
-
-    def build() -> SparseAutoencoder:
-        set_seed(sizes["seed"])
-        model = SparseAutoencoder.dense(cfg["code_dim"], hidden=cfg["hidden"], **variants[variant])
-        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
-        return model
-
-    def fit(model: Autoencoder, backup=None):
-        x, _ = chapter3_images()
-        return model.fit(x, epochs=sizes["epochs"], batch_size=sizes["batch_size"], shuffle=True, verbose=0,
-                         callbacks=[*progress(name, verbose), *resumable(backup)])
-
-    return train_or_load(name, build, fit, key, verbose=verbose)
+    return train_chapter3_ae(name, lambda: SparseAutoencoder.dense(cfg["code_dim"], hidden=cfg["hidden"],
+                                                                   **variants[variant]),
+                             cfg["learning_rate"], lambda: chapter3_images()[0], sizes, key, verbose)
 
 
 #: Chapter 3's code-size sweep, the convolutional autoencoder of ``CHAPTER3_MODELS["conv_ae_32"]``
@@ -359,18 +358,9 @@ def train_code_size_ae(code_dim: int, verbose: bool = True) -> tuple[Autoencoder
     code_dim = check_positive_int(code_dim, "code_dim")
     name, cfg, sizes = f"ch3_code_size_ae_{code_dim}", CODE_SIZE_CONFIG, code_size_sizes()
     key = _chapter3_key("Autoencoder.conv", {"code_dim": code_dim, **cfg}, sizes, n_sweep=sizes["n_train"])
-
-    def build() -> Autoencoder:
-        set_seed(sizes["seed"])
-        model = Autoencoder.conv(code_dim, filters=cfg["filters"], dense_units=cfg["dense_units"])
-        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
-        return model
-
-    def fit(model: Autoencoder, backup=None):
-        return model.fit(code_size_images(), epochs=sizes["epochs"], batch_size=sizes["batch_size"], shuffle=True,
-                         verbose=0, callbacks=[*progress(name, verbose), *resumable(backup)])
-
-    return train_or_load(name, build, fit, key, verbose=verbose)
+    return train_chapter3_ae(name, lambda: Autoencoder.conv(code_dim, filters=cfg["filters"],
+                                                            dense_units=cfg["dense_units"]),
+                             cfg["learning_rate"], code_size_images, sizes, key, verbose)
 
 
 #: Chapter 3's anomaly detector, ``CHAPTER3_MODELS["conv_ae_32"]``'s architecture and
@@ -406,18 +396,13 @@ def train_anomaly_ae(held_out: int | None = None, verbose: bool = True) -> tuple
     name, sizes = f"ch3_anomaly_ae_held{held_out}", anomaly_ae_sizes()
     key = _chapter3_key("Autoencoder.conv", cfg, sizes, held_out=held_out)
 
-    def build() -> Autoencoder:
-        set_seed(sizes["seed"])
-        model = Autoencoder.conv(cfg["code_dim"], filters=cfg["filters"], dense_units=cfg["dense_units"])
-        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
-        return model
-
-    def fit(model: Autoencoder, backup=None):
+    def images() -> np.ndarray:
         x, y = chapter3_images()
-        return model.fit(x[y != held_out], epochs=sizes["epochs"], batch_size=sizes["batch_size"], shuffle=True,
-                         verbose=0, callbacks=[*progress(name, verbose), *resumable(backup)])
+        return x[y != held_out]
 
-    return train_or_load(name, build, fit, key, verbose=verbose)
+    return train_chapter3_ae(name, lambda: Autoencoder.conv(cfg["code_dim"], filters=cfg["filters"],
+                                                            dense_units=cfg["dense_units"]),
+                             cfg["learning_rate"], images, sizes, key, verbose)
 
 
 # --------------------------------------------------------------------------- Chapter 4: GANs
