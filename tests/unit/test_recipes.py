@@ -7,6 +7,7 @@ model cache; the lines it prints are what a reader sees in Jupyter.
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -78,6 +79,25 @@ RUNS = {
     "beta_vae": lambda v: recipes.train_beta_vae(4.0, verbose=v),
     "overfit_ae": lambda v: recipes.train_overfit_ae(30, verbose=v),
 }
+
+
+#: Recipes the progress test reaches through another: the Chapter 3 helper through the four
+#: recipes that call it, the DCGAN's through train_gan, the SGAN's and M2's through
+#: train_few_label_classifier.
+REACHED_THROUGH_ANOTHER = {"train_chapter3_ae", "train_fashion_dcgan", "train_sgan_classifier",
+                           "train_m2_classifier"}
+
+
+def test_the_progress_test_runs_every_recipe():
+    import inspect
+
+    recipes_defined = {name for name, f in vars(recipes).items()
+                       if name.startswith("train_") and inspect.isfunction(f) and f.__module__ == recipes.__name__}
+    source = inspect.getsource(sys.modules[__name__])
+    runs = source[source.index("RUNS = {"):source.index("\n}\n", source.index("RUNS = {"))]
+    called = set(re.findall(r"recipes\.(train_\w+)", runs))
+    assert recipes_defined - called - REACHED_THROUGH_ANOTHER == set()
+    assert REACHED_THROUGH_ANOTHER <= recipes_defined
 
 
 @pytest.mark.parametrize("recipe", sorted(RUNS))
