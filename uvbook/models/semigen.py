@@ -25,7 +25,7 @@ from keras import ops
 from uvbook.layers import replica_scaled
 from uvbook.models.gan import TwoOptimizers
 from uvbook.models.vae import gaussian_kl
-from uvbook.validate import check_labels, check_number, check_positive_int
+from uvbook.validate import check_number, check_positive_int
 
 LOG_2PI = math.log(2.0 * math.pi)
 
