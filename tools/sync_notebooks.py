@@ -24,7 +24,7 @@ number or a [low, high] range, with optional "quick_cpu_s", "full_cpu_s" (CPU ti
 "detail" (what the time goes into) and "caveat". Keys starting with "_" are comments.
 `--times-from` takes the times from results records (uvbook.results: each notebook's
 `record_run(name, ...)` stores its wall-clock and CPU time under `_meta.runs.<name>`;
-"chN" is the notebook book/0N_*.ipynb, any other name book/<name>.ipynb) and
+"chN" is the notebook book/0N_*.ipynb, "chNb" book/0Nb_*.ipynb, any other name book/<name>.ipynb) and
 leaves every other key, and the entries of notebooks the records do not cover, as they are.
 
 Standard library only; PyYAML is used when it is importable (it is, in .venv), else a
@@ -130,8 +130,8 @@ def times_from_records(root: Path, records: list[Path]) -> tuple[dict, list[str]
             if mode not in ("quick", "full"):
                 warnings.append(f"{record}: run {name!r} has mode {mode!r}, expected quick or full")
                 continue
-            m = re.fullmatch(r"ch(\d+)", name)
-            pattern = f"{int(m.group(1)):02d}_*.ipynb" if m else f"{name}.ipynb"
+            m = re.fullmatch(r"ch(\d+)([a-z]?)", name)  # "ch4" is 04_*.ipynb, "ch4b" 04b_*.ipynb
+            pattern = f"{int(m.group(1)):02d}{m.group(2)}_*.ipynb" if m else f"{name}.ipynb"
             matches = sorted(book_dir.glob(pattern))
             if len(matches) != 1:
                 warnings.append(f"{record}: run {name!r} matches {len(matches)} notebooks ({pattern})")

@@ -506,8 +506,10 @@ class FrechetMonitor(keras.callbacks.Callback):
 
     ``frechet`` is ``distance(images)`` for ``n`` images generated from fixed noise every
     ``every`` epochs (``nan`` on the others); pass e.g.
-    ``lambda x: uvbook.evaluate.domain_frechet_distance(classifier, x, real)``. Both keys
-    land in the ``History`` (it runs after user callbacks), hence in ``train_or_load``'s cache.
+    ``lambda x: uvbook.evaluate.domain_frechet_distance(classifier, x, real)``. For a GAN that
+    keeps a moving average of its generator (``ema_decay``), ``frechet`` scores the average
+    and ``frechet_raw`` the generator itself. The keys land in the ``History`` (it runs after
+    user callbacks), hence in ``train_or_load``'s cache.
     """
 
     def __init__(self, distance: Callable[[np.ndarray], float] | None = None, n: int = 1000,
@@ -529,10 +531,15 @@ class FrechetMonitor(keras.callbacks.Callback):
         now = time.perf_counter()
         logs["elapsed"] = now - self._start - self._spent  # training time, without this monitor's own
         if self.distance is not None:
-            if (epoch + 1) % self.every == 0:
-                logs["frechet"] = float(self.distance(self.model.generate(self.n, seed=self.seed)))
-            else:
-                logs["frechet"] = float("nan")
+            averaged = getattr(self.model, "ema_generator", None) is not None
+            keys = {"frechet": None, "frechet_raw": False} if averaged else {"frechet": None}
+            for key, which in keys.items():
+                if (epoch + 1) % self.every == 0:
+                    options = {"averaged": which} if averaged else {}
+                    images = self.model.generate(self.n, seed=self.seed, **options)
+                    logs[key] = float(self.distance(images))
+                else:
+                    logs[key] = float("nan")
         self._spent += time.perf_counter() - now
 
 

@@ -57,10 +57,15 @@ def _check_common(code_dim, units: Sequence[int], name: str) -> None:
         check_positive_int(u, f"every entry of {name}")
 
 
-def _heads(x, code_dim: int, heads: Sequence[str], activation: str | None):
+def normalised(layer: layers.Layer, spectral_norm: bool) -> layers.Layer:
+    """``layer``, or ``layer`` wrapped in ``keras.layers.SpectralNormalization`` (Miyato et al. 2018)."""
+    return layers.SpectralNormalization(layer, name=f"sn_{layer.name}") if spectral_norm else layer
+
+
+def _heads(x, code_dim: int, heads: Sequence[str], activation: str | None, spectral_norm: bool = False):
     if not heads or len(set(heads)) != len(heads):
         raise ValueError(f"heads must be distinct names, at least one; got {tuple(heads)}")
-    outs = [layers.Dense(code_dim, activation=activation, name=h)(x) for h in heads]
+    outs = [normalised(layers.Dense(code_dim, activation=activation, name=h), spectral_norm)(x) for h in heads]
     return outs[0] if len(outs) == 1 else outs
 
 
@@ -98,12 +103,14 @@ def build_dense_decoder(code_dim: int, hidden: Sequence[int] = (256, 512), activ
     return keras.Model(inputs, _output_layer(x, output_activation), name=name)
 
 
-def _conv_stack(x, filters: Sequence[int], activation: str, batchnorm: bool, dropout: float):
+def _conv_stack(x, filters: Sequence[int], activation: str, batchnorm: bool, dropout: float,
+                spectral_norm: bool = False):
     """Strided 3x3 convolutions (28 -> 14 -> 7, then stride 1), flattened."""
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
     for i, f in enumerate(filters):
-        x = layers.Conv2D(f, 3, strides=2 if i < 2 else 1, padding="same", name=f"conv{i}")(x)
+        conv = layers.Conv2D(f, 3, strides=2 if i < 2 else 1, padding="same", name=f"conv{i}")
+        x = normalised(conv, spectral_norm)(x)
         if batchnorm and i > 0:
             x = layers.BatchNormalization(name=f"bn{i}")(x)
         x = layers.Activation(activation, name=f"act{i}")(x)
@@ -112,32 +119,34 @@ def _conv_stack(x, filters: Sequence[int], activation: str, batchnorm: bool, dro
     return layers.Flatten(name="flatten")(x)
 
 
-def build_conv_trunk(filters: Sequence[int] = (32, 64), activation: str = "relu",
+def build_conv_trunk(filters: Sequence[int] = (32, 64), activation: str = "relu", spectral_norm: bool = False,
                      name: str = "conv_trunk") -> keras.Model:
     """Image -> strided 3x3 convs (28 -> 14 -> 7) -> Flatten: the convolutional part of
     :func:`build_conv_encoder` alone, whose output (7 x 7 x ``filters[-1]`` numbers) is the
     representation of the contrastive encoder (Chapter 6)."""
     _check_common(1, filters, "filters")
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
-    return keras.Model(inputs, _conv_stack(inputs, filters, activation, False, 0.0), name=name)
+    return keras.Model(inputs, _conv_stack(inputs, filters, activation, False, 0.0, spectral_norm), name=name)
 
 
 def build_conv_encoder(code_dim: int, filters: Sequence[int] = (32, 64), dense_units: int | None = 256,
                        heads: Sequence[str] = ("code",), activation: str = "relu",
                        batchnorm: bool = False, dropout: float = 0.0,
-                       code_activation: str | None = None, name: str = "conv_encoder") -> keras.Model:
+                       code_activation: str | None = None, spectral_norm: bool = False,
+                       name: str = "conv_encoder") -> keras.Model:
     """Image -> strided 3x3 convs (28 -> 14 -> 7) -> Flatten -> [Dense] -> heads.
 
     ``activation`` may be any Keras activation name, e.g. ``"leaky_relu"`` for a GAN
-    discriminator; ``batchnorm`` adds BatchNormalization after each conv but the first.
+    discriminator; ``batchnorm`` adds BatchNormalization after each conv but the first;
+    ``spectral_norm`` wraps every conv and dense layer in ``keras.layers.SpectralNormalization``.
     """
     _check_common(code_dim, filters, "filters")
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
-    x = _conv_stack(inputs, filters, activation, batchnorm, dropout)
+    x = _conv_stack(inputs, filters, activation, batchnorm, dropout, spectral_norm)
     if dense_units:
         check_positive_int(dense_units, "dense_units")
-        x = layers.Dense(dense_units, activation=activation, name="dense")(x)
-    return keras.Model(inputs, _heads(x, code_dim, heads, code_activation), name=name)
+        x = normalised(layers.Dense(dense_units, activation=activation, name="dense"), spectral_norm)(x)
+    return keras.Model(inputs, _heads(x, code_dim, heads, code_activation, spectral_norm), name=name)
 
 
 def build_conv_decoder(code_dim: int, filters: Sequence[int] = (64, 32), activation: str = "relu",

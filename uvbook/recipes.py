@@ -13,6 +13,8 @@ recipe                                                model                     
 :func:`train_linear_ae`, :func:`train_sparse_ae`      the linear and sparse AEs       Chapter 3
 :func:`train_code_size_ae`, :func:`train_anomaly_ae`  the code-size sweep, anomalies  Chapter 3
 :func:`train_gan`, :func:`train_fashion_dcgan`        the GANs, the DCGAN             Chapter 4
+:func:`train_gan_recipe`                              GAN techniques, the cGAN        Chapter 4
+:func:`train_cas_classifier`                          the CNN on generated images     Chapter 4
 :func:`train_fashion_vae`                             the conv VAE                    Chapter 5
 :func:`train_dense_vae`, :func:`train_mnist_vae`      dense VAEs, the MNIST VAE       Chapter 5
 :func:`train_fashion_simclr`                          SimCLR                          Chapter 6
@@ -29,6 +31,7 @@ them would retrain every cached model.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -44,14 +47,15 @@ from uvbook.models.autoencoder import Autoencoder, DenoisingAutoencoder, SparseA
 from uvbook.models.classifier import build_cnn_classifier
 from uvbook.models.contrastive import SimCLR, build_simclr
 from uvbook.models.diffusion import Diffusion, build_denoiser
-from uvbook.models.gan import GAN, WGANGP, build_dcgan_discriminator, build_dcgan_generator
+from uvbook.models.gan import (GAN, WGANGP, ConditionalGAN, build_conditional_generator, build_dcgan_discriminator,
+                               build_dcgan_generator, build_projection_discriminator)
 from uvbook.models.masked import MaskedAutoencoder, patch_mask
 from uvbook.models.semigen import M2, SemiSupervisedGAN, build_sgan_discriminator, build_sgan_generator
 from uvbook.models.semisup import FixMatch, semisup_batches, semisup_pipeline, weak_augment
 from uvbook.models.vae import VAE, binarize, build_vae
 from uvbook.modes import by_mode, set_seed
 from uvbook.train import train_or_load, weights_digest
-from uvbook.validate import check_images, check_number, check_positive_int
+from uvbook.validate import check_images, check_labels, check_number, check_positive_int
 
 
 def progress(name: str, verbose: bool) -> list[keras.callbacks.Callback]:
@@ -132,26 +136,35 @@ def train_fashion_cnn(n_train: int | None | str = "auto", n_val: int | str = "au
     epochs = sizes["epochs"] if epochs is None else epochs
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
+    key = {"model": "build_cnn_classifier(num_classes=10)", "data": "fashion_mnist/train",
+           "n_train": n_train, "n_val": n_val, "split_seed": 0, "epochs": epochs,
+           "batch_size": batch_size, "adam_lr": sizes["adam_lr"], "schedule": "cosine",
+           "bn_momentum": sizes["bn_momentum"], "seed": sizes["seed"]}
+    return _train_cnn_on(DOMAIN_CLASSIFIER_NAME, lambda: fashion_cnn_split(n_train, n_val), key,
+                         {**sizes, "epochs": epochs, "batch_size": batch_size}, folder, verbose)
+
+
+def _train_cnn_on(name: str, split: Callable[[], tuple], key: Mapping[str, Any], sizes: Mapping[str, Any],
+                  folder, verbose: bool):
+    """Chapter 2's CNN on ``split() = (x_fit, y_fit, x_val, y_val)``: Adam with a cosine decay,
+    ``sizes``' epochs, batch size, learning rate, batch-norm momentum and seed; cached under ``key``."""
     lr, momentum, seed = sizes["adam_lr"], sizes["bn_momentum"], sizes["seed"]
+    epochs, batch_size = sizes["epochs"], sizes["batch_size"]
 
     def build():
         return build_fashion_cnn(momentum, seed=seed)
 
     def train(model, backup=None):
-        x_fit, y_fit, x_val, y_val = fashion_cnn_split(n_train, n_val)
+        x_fit, y_fit, x_val, y_val = split()
         steps = epochs * int(np.ceil(len(x_fit) / batch_size))
         model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         data = make_pipeline(x_fit, y_fit, batch_size=batch_size, seed=seed)
         val = make_pipeline(x_val, y_val, batch_size=batch_size, shuffle=False)
         return model.fit(data, validation_data=val, epochs=epochs, shuffle=False,
-                         verbose=0, callbacks=[*progress(DOMAIN_CLASSIFIER_NAME, verbose), *resumable(backup, data=data)])
+                         verbose=0, callbacks=[*progress(name, verbose), *resumable(backup, data=data)])
 
-    key = {"model": "build_cnn_classifier(num_classes=10)", "data": "fashion_mnist/train",
-           "n_train": n_train, "n_val": n_val, "split_seed": 0, "epochs": epochs,
-           "batch_size": batch_size, "adam_lr": lr, "schedule": "cosine", "bn_momentum": momentum,
-           "seed": seed}
-    return train_or_load(DOMAIN_CLASSIFIER_NAME, build, train, key, folder=folder, verbose=verbose)
+    return train_or_load(name, build, train, dict(key), folder=folder, verbose=verbose)
 
 
 def domain_classifier(n_train: int | None | str = "auto", epochs: int | None = None, batch_size: int = 128,
@@ -411,7 +424,7 @@ def train_gan(name: str, build: Callable[[], GAN], images: np.ndarray, epochs: i
               key: Mapping[str, Any], callbacks: Sequence[keras.callbacks.Callback] = (),
               distance: Callable[[np.ndarray], float] | None = None, monitor_samples: int = 2000,
               seed: int = 0, folder=None, verbose: bool = True,
-              collapse_patience: int = 100) -> tuple[GAN, dict[str, list[float]]]:
+              collapse_patience: int = 100, labels: np.ndarray | None = None) -> tuple[GAN, dict[str, list[float]]]:
     """Train a GAN on ``images`` in [0, 1], or load it: :func:`uvbook.train.train_or_load` with ``key``.
 
     ``build`` returns the compiled, untrained model. The cache key is ``key`` plus the
@@ -426,9 +439,12 @@ def train_gan(name: str, build: Callable[[], GAN], images: np.ndarray, epochs: i
     infinite loss stops it with :class:`uvbook.callbacks.TrainingDiverged`. For a
     :class:`~uvbook.models.gan.GAN` (not a WGAN-GP), a :class:`uvbook.callbacks.CollapseGuard` warns when
     mean D(G(z)) stays below 0.01 for ``collapse_patience`` consecutive steps and marks
-    those epochs with ``d_collapsed`` = 1.0 in the history.
+    those epochs with ``d_collapsed`` = 1.0 in the history. A
+    :class:`~uvbook.models.gan.ConditionalGAN` trains on ``(images, labels)``.
     """
     images = check_images(images, "images")
+    if labels is not None:
+        labels = check_labels(labels, "labels", length=len(images))
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(collapse_patience, "collapse_patience")
@@ -439,7 +455,7 @@ def train_gan(name: str, build: Callable[[], GAN], images: np.ndarray, epochs: i
 
     def fit(gan, backup=None):
         monitor = FrechetMonitor(distance, n=monitor_samples)
-        data = make_pipeline(images, batch_size=batch_size, seed=seed)
+        data = make_pipeline(images, labels, batch_size=batch_size, seed=seed)
         # D(fake) is a probability for a GAN, an unbounded score for a WGAN critic
         guards = [] if isinstance(gan, WGANGP) else [CollapseGuard(patience=collapse_patience)]
         return gan.fit(data, epochs=epochs, verbose=0,
@@ -447,6 +463,8 @@ def train_gan(name: str, build: Callable[[], GAN], images: np.ndarray, epochs: i
                                   *resumable(backup, data=data)])
 
     full_key = {**dict(key), "n_images": len(images), "epochs": epochs, "batch_size": batch_size, "seed": seed}
+    if labels is not None:
+        full_key["labels"] = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()[:16]
     return train_or_load(name, make, fit, full_key, folder=folder, verbose=verbose)
 
 
@@ -484,13 +502,7 @@ def train_fashion_dcgan(epochs: int | None = None, n_train: int | None | str = "
         check_positive_int(n_train, "n_train")
     x, _ = load_dataset("fashion_mnist", "train", n=n_train)
     classifier = domain_classifier(verbose=verbose)
-    reference = []  # the test set's features, computed on the first call: a cache hit never needs them
-
-    def distance(images):
-        if not reference:
-            reference.append(domain_features(classifier, load_dataset("fashion_mnist", "test")[0]))
-        return domain_frechet_distance(classifier, images, reference[0])
-
+    distance = _test_set_distance(classifier)
     cfg = DCGAN_CONFIG
     key = {"model": "uvbook.models.gan.build_fashion_dcgan", **{k: v for k, v in cfg.items() if k != "batch_size"},
            "data": "fashion_mnist/train", "n_train": n_train,
@@ -500,6 +512,146 @@ def train_fashion_dcgan(epochs: int | None = None, n_train: int | None | str = "
                      x, epochs, cfg["batch_size"], key, callbacks=callbacks,
                      distance=distance,
                      monitor_samples=by_mode(quick=500, full=2000), folder=folder, verbose=verbose)
+
+
+# --------------------------------------------------------------------------- Chapter 4: training GANs well
+
+#: The techniques that Chapter 4's second part measures, each a change to ``DCGAN_CONFIG``
+#: (two time-scale learning rates (Heusel et al. 2017), spectral normalisation of the
+#: discriminator (Miyato et al. 2018), the R1 penalty (Mescheder et al. 2018; ``gamma``), and
+#: the hinge loss (Lim & Ye 2017)). The moving average of the generator's weights (Yazıcı et al.
+#: 2019) is kept by every run (:data:`GAN_AVERAGE_DECAY`), so each run is scored twice: with
+#: and without it.
+GAN_TECHNIQUES: dict[str, dict[str, Any]] = {
+    "TTUR": {"adam_d": (4e-4, 0.5), "adam_g": (1e-4, 0.5)},
+    "spectral norm": {"spectral_norm": True},
+    "R1": {"r1_weight": 0.1},
+    "hinge": {"loss": "hinge"},
+}
+#: The decay of the generator's moving average in every run of :func:`train_gan_recipe`.
+GAN_AVERAGE_DECAY = 0.999
+
+
+def gan_recipe(techniques: Sequence[str] = ()) -> dict[str, Any]:
+    """``DCGAN_CONFIG`` with the changes of each named technique of :data:`GAN_TECHNIQUES`.
+
+    Raises:
+        ValueError: a name that is not a key of :data:`GAN_TECHNIQUES`, or a repeated one.
+    """
+    techniques = tuple(techniques)
+    unknown = [t for t in techniques if t not in GAN_TECHNIQUES]
+    if unknown or len(set(techniques)) != len(techniques):
+        raise ValueError(f"techniques must be distinct names from {tuple(GAN_TECHNIQUES)}; got {techniques}")
+    lr, beta_1 = DCGAN_CONFIG["adam"]
+    config = {"latent_dim": DCGAN_CONFIG["latent_dim"], "g_filters": DCGAN_CONFIG["g_filters"],
+              "d_filters": DCGAN_CONFIG["d_filters"], "adam_d": (lr, beta_1), "adam_g": (lr, beta_1),
+              "spectral_norm": False, "r1_weight": 0.0, "loss": "non_saturating",
+              "ema_decay": GAN_AVERAGE_DECAY, "batch_size": DCGAN_CONFIG["batch_size"]}
+    for name in sorted(techniques, key=list(GAN_TECHNIQUES).index):  # one config per set, whatever the order
+        config.update(GAN_TECHNIQUES[name])
+    return config
+
+
+def build_gan_recipe(config: Mapping[str, Any], n_classes: int | None = None) -> GAN:
+    """The compiled GAN of a :func:`gan_recipe` config; with ``n_classes``, the conditional
+    version (:class:`~uvbook.models.gan.ConditionalGAN`: the class goes into the generator's input
+    and into a projection discriminator)."""
+    options = {"loss": config["loss"], "r1_weight": config["r1_weight"], "ema_decay": config["ema_decay"], "seed": 0}
+    if n_classes is None:
+        gan = GAN(build_dcgan_generator(config["latent_dim"], filters=config["g_filters"]),
+                  build_dcgan_discriminator(filters=config["d_filters"], spectral_norm=config["spectral_norm"]),
+                  config["latent_dim"], **options)
+    else:
+        gan = ConditionalGAN(build_conditional_generator(config["latent_dim"], n_classes, config["g_filters"]),
+                             build_projection_discriminator(n_classes, config["d_filters"], config["spectral_norm"]),
+                             config["latent_dim"], n_classes=n_classes, **options)
+    gan.compile(d_optimizer=keras.optimizers.Adam(*config["adam_d"]),
+                g_optimizer=keras.optimizers.Adam(*config["adam_g"]))
+    return gan
+
+
+def train_gan_recipe(techniques: Sequence[str] = (), epochs: int | None = None, conditional: bool = False,
+                     n_train: int | None | str = "auto", folder=None,
+                     verbose: bool = True) -> tuple[GAN, dict[str, list[float]]]:
+    """A GAN of :func:`gan_recipe` on Fashion-MNIST, trained once and cached (Chapter 4, second part).
+
+    Everything but ``techniques`` is Chapter 4's DCGAN (:func:`train_fashion_dcgan`): the same
+    images (``"auto"``: all 60,000 in full mode, 8,000 in quick mode), batch size and seed.
+    The history holds, after every epoch, ``"frechet"`` (the Fréchet distance of 2,000
+    samples of the moving average, 500 in quick mode, as in :func:`train_fashion_dcgan`),
+    ``"frechet_raw"`` (the same for the generator itself) and ``"elapsed"``.
+    ``conditional=True`` trains the class-conditional version on the images and their labels.
+    """
+    config = gan_recipe(techniques)
+    epochs = by_mode(quick=2, full=DCGAN_EPOCHS) if epochs is None else epochs
+    if isinstance(n_train, str) and n_train == "auto":
+        n_train = by_mode(quick=8000, full=None)
+    check_positive_int(epochs, "epochs")
+    if n_train is not None:
+        check_positive_int(n_train, "n_train")
+    x, y = load_dataset("fashion_mnist", "train", n=n_train)
+    classifier = domain_classifier(verbose=verbose)
+    distance = _test_set_distance(classifier)
+    n_classes = 10 if conditional else None
+    key = {"model": "uvbook.recipes.build_gan_recipe", **{k: v for k, v in config.items() if k != "batch_size"},
+           "n_classes": n_classes, "data": "fashion_mnist/train", "n_train": n_train,
+           "scored_by": weights_digest(classifier)}
+    name = "cgan_fashion_mnist" if conditional else "gan_recipe_fashion_mnist"
+    return train_gan(name, lambda: build_gan_recipe(config, n_classes), x, epochs, config["batch_size"], key,
+                     distance=distance, monitor_samples=by_mode(quick=500, full=2000), folder=folder,
+                     verbose=verbose, labels=y if conditional else None)
+
+
+#: The test set's features on each domain classifier (by the digest of its weights), computed
+#: once per session: every GAN scored by one ruler shares them.
+_TEST_FEATURES: dict[str, np.ndarray] = {}
+
+
+def _test_set_distance(classifier) -> Callable[[np.ndarray], float]:
+    """Images -> their Fréchet distance to the Fashion-MNIST test set on ``classifier``'s features.
+
+    The test set's features are computed on the first call (a cache hit never needs them).
+    """
+    digest = weights_digest(classifier)
+
+    def distance(images):
+        if digest not in _TEST_FEATURES:
+            _TEST_FEATURES[digest] = domain_features(classifier, load_dataset("fashion_mnist", "test")[0])
+        return domain_frechet_distance(classifier, images, _TEST_FEATURES[digest])
+    return distance
+
+
+def cas_sizes() -> dict:
+    """Sizes of the Classification Accuracy Score (Ravuri & Vinyals 2019) in the current mode:
+    generated images per class, and the CNN's training (Chapter 2's: :func:`fashion_cnn_sizes`)."""
+    return {"per_class": by_mode(quick=600, full=6000), "seed": 11, **fashion_cnn_sizes()}
+
+
+def train_cas_classifier(gan: ConditionalGAN, gan_name: str, folder=None,
+                         verbose: bool = True) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Chapter 2's CNN trained on ``gan``'s images only (balanced, :func:`cas_sizes`), cached.
+
+    The images and their labels are what the conditional GAN was asked for; a tenth of them
+    is held out as the validation split. Scored on the real test set, this model's accuracy
+    is the Classification Accuracy Score. ``gan_name`` names the GAN in the cache key, with
+    the digest of its generators' weights.
+    """
+    if not isinstance(gan, ConditionalGAN):
+        raise ValueError(f"gan must be a ConditionalGAN (the CNN needs labelled images); got {type(gan).__name__}")
+    sizes = cas_sizes()
+    per_class, n_classes = sizes["per_class"], gan.n_classes
+
+    def images():
+        labels = np.repeat(np.arange(n_classes), per_class)
+        x = gan.generate(len(labels), seed=sizes["seed"], labels=labels)
+        is_val = np.zeros(len(labels), dtype=bool)
+        is_val[stratified_subset(labels, len(labels) // 10, seed=0)] = True
+        return x[~is_val], labels[~is_val], x[is_val], labels[is_val]
+
+    key = {"model": "build_cnn_classifier(num_classes=10)", "data": f"generated by {gan_name}",
+           "generator": weights_digest(gan.sampler()), "per_class": per_class,
+           **{k: v for k, v in sizes.items() if k not in ("n_train", "n_val", "per_class")}}
+    return _train_cnn_on(f"cas_{gan_name}", images, key, sizes, folder, verbose)
 
 
 # --------------------------------------------------------------------------- Chapter 5: the VAE that Chapter 6 reuses

@@ -53,6 +53,7 @@ def tiny(monkeypatch, tmp_path):
     monkeypatch.setattr(recipes, "masked_ae_sizes", lambda: {"n_train": 200, "epochs": 1, "seed": 0})
     monkeypatch.setattr(recipes, "beta_vae_sizes", lambda: {"n_train": 200, "epochs": 1, "seed": 0})
     monkeypatch.setattr(recipes, "overfit_ae_sizes", lambda: {"sizes": (30,), "train_steps": 4, "seed": 0})
+    monkeypatch.setattr(recipes, "cas_sizes", lambda: {"per_class": 20, **recipes.fashion_cnn_sizes(), "seed": 11})
 
 
 RUNS = {
@@ -78,6 +79,9 @@ RUNS = {
     "masked_ae_complete": lambda v: recipes.train_masked_ae(complete=True, verbose=v),
     "beta_vae": lambda v: recipes.train_beta_vae(4.0, verbose=v),
     "overfit_ae": lambda v: recipes.train_overfit_ae(30, verbose=v),
+    "gan_recipe": lambda v: recipes.train_gan_recipe(("hinge", "R1"), epochs=1, n_train=128, verbose=v),
+    "cas": lambda v: recipes.train_cas_classifier(
+        recipes.train_gan_recipe(conditional=True, epochs=1, n_train=128, verbose=False)[0], "tiny_cgan", verbose=v),
 }
 
 

@@ -211,15 +211,18 @@ def test_times_from_records_update_runtimes_and_cost_notes(book):
     b = book / "book"
     shutil.copy(b / "a.ipynb", b / "01_first.ipynb")
     shutil.copy(b / "b.ipynb", b / "appendix_extra.ipynb")
+    shutil.copy(b / "b.ipynb", b / "01b_second.ipynb")    # a section of chapter 1: run "ch1b", not "ch1"
     (book / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n  - file: book/a\n"
-                                   "  - file: book/01_first\n  - file: book/appendix_extra\n", encoding="utf-8")
+                                   "  - file: book/01_first\n  - file: book/01b_second\n  - file: book/appendix_extra\n",
+                                   encoding="utf-8")
 
     def record(path, mode, runs):
         path.write_text(json.dumps({"x.y": 1.0, "_meta": {"runs": {
             name: {"mode": mode, "runtime_s": wall, "cpu_s": cpu} for name, (wall, cpu) in runs.items()}}}))
         return path
 
-    full = record(book / "full.json", "full", {"ch1": (612.4, 900.6), "appendix_extra": (30.2, 20.0), "ch9": (1, 1)})
+    full = record(book / "full.json", "full", {"ch1": (612.4, 900.6), "appendix_extra": (30.2, 20.0), "ch9": (1, 1),
+                                                 "ch1b": (99.6, 80.2)})
     quick = record(book / "quick.json", "quick", {"ch1": (41.5, 38.0)})
     proc = run(book, "--times-from", str(full), str(quick))
     assert proc.returncode == 0, proc.stderr
@@ -227,6 +230,7 @@ def test_times_from_records_update_runtimes_and_cost_notes(book):
     times = json.loads((b / "_runtimes.json").read_text())
     assert times["01_first.ipynb"] == {"full_s": 612, "full_cpu_s": 901, "quick_s": 42, "quick_cpu_s": 38}
     assert times["appendix_extra.ipynb"] == {"full_s": 30, "full_cpu_s": 20}
+    assert times["01b_second.ipynb"] == {"full_s": 100, "full_cpu_s": 80}
     assert times["a.ipynb"]["full_cpu_s"] == 660 and times["_about"] == "test values"  # untouched
     note = "".join(cells(b / "01_first.ipynb")[1]["source"])
     assert "about 42 s in quick mode" in note and "about 10.2 min in full mode" in note
