@@ -18,6 +18,7 @@ recipe                                                model                     
 :func:`train_fashion_vae`                             the conv VAE                    Chapter 5
 :func:`train_dense_vae`, :func:`train_mnist_vae`      dense VAEs, the MNIST VAE       Chapter 5
 :func:`train_fashion_simclr`                          SimCLR                          Chapter 6
+:func:`train_fashion_scan`                            SCAN (not yet in a chapter)     --
 :func:`train_few_label_classifier`                    the few-label classifiers       Chapter 7
 :func:`train_simclr_twin_ae`                          SimCLR's autoencoder twin       Chapter 8
 :func:`train_diffusion`, :func:`train_masked_ae`      diffusion, masked AEs           Chapter 8
@@ -50,6 +51,7 @@ from uvbook.models.diffusion import Diffusion, build_denoiser
 from uvbook.models.gan import (GAN, WGANGP, ConditionalGAN, build_conditional_generator, build_dcgan_discriminator,
                                build_dcgan_generator, build_projection_discriminator)
 from uvbook.models.masked import MaskedAutoencoder, patch_mask
+from uvbook.models.scan import SCAN, build_scan_head, mine_neighbours, neighbour_pairs
 from uvbook.models.semigen import M2, SemiSupervisedGAN, build_sgan_discriminator, build_sgan_generator
 from uvbook.models.semisup import FixMatch, semisup_batches, semisup_pipeline, weak_augment
 from uvbook.models.vae import VAE, binarize, build_vae
@@ -758,6 +760,53 @@ def train_fashion_simclr(verbose: bool = True) -> tuple[SimCLR, dict[str, list[f
                          callbacks=[monitor, *progress("fashion_simclr", verbose), *resumable(backup, data=data)])
 
     return train_or_load("fashion_simclr", build, fit, key, verbose=verbose)
+
+
+#: SCAN on SimCLR's features (Van Gansbeke et al. 2020), with 20 neighbours and entropy weight 5 as
+#: in the paper's code and Adam at 1e-4. The head projects the unit-length features on 256 principal
+#: components, then one hidden layer of 512 ReLUs, then one logit a cluster.
+FASHION_SCAN_CONFIG = {"n_clusters": 10, "hidden": 512, "n_components": 256, "neighbours": 20,
+                       "entropy_weight": 5.0, "learning_rate": 1e-4, "batch_size": 256}
+
+
+def fashion_scan_sizes() -> dict:
+    """Training sizes of :func:`train_fashion_scan`: ``n_train`` training images (Chapter 6's:
+    a stratified 3,000 in quick mode, all 60,000 in full mode), ``epochs`` passes over them."""
+    return {"n_train": by_mode(quick=3000, full=None), "epochs": 20, "seed": 0}
+
+
+def train_fashion_scan(verbose: bool = True) -> tuple[SCAN, dict[str, list[float]]]:
+    """Chapter 6's SCAN clustering head on the features of :func:`train_fashion_simclr`'s encoder.
+
+    :data:`FASHION_SCAN_CONFIG` on the SimCLR features of the training images (no labels):
+    :func:`~uvbook.models.scan.mine_neighbours` finds every image's neighbours, then
+    :class:`~uvbook.models.scan.SCAN` trains the head on (image, random neighbour) pairs.
+    Cached under a key holding the SimCLR weights' digest, so a new SimCLR retrains it.
+    The history has the loss and its consistency and entropy terms, per epoch.
+    """
+    cfg, sizes = FASHION_SCAN_CONFIG, fashion_scan_sizes()
+    simclr = train_fashion_simclr(verbose=False)[0]
+    key = {"model": "uvbook.models.scan.SCAN on SimCLR features", "config": cfg, **sizes,
+           "encoder": weights_digest(simclr.encoder),
+           "data": "fashion_mnist train images (stratified subset n_train; None = all), no labels"}
+    x, _ = load_dataset("fashion_mnist", "train", n=sizes["n_train"])
+    h = simclr.encode(x)
+    steps = len(h) // cfg["batch_size"]
+
+    def build() -> SCAN:
+        set_seed(sizes["seed"])
+        head = build_scan_head(h, cfg["n_clusters"], cfg["hidden"], cfg["n_components"])
+        model = SCAN(head, entropy_weight=cfg["entropy_weight"], name="fashion_scan")
+        model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
+        return model
+
+    def fit(model: SCAN, backup=None):
+        pairs = neighbour_pairs(h, mine_neighbours(model.head, h, cfg["neighbours"]), cfg["batch_size"],
+                                seed=sizes["seed"])
+        return model.fit(pairs, epochs=sizes["epochs"], steps_per_epoch=steps, verbose=0,
+                         callbacks=[*progress("fashion_scan", verbose), *resumable(backup)])
+
+    return train_or_load("fashion_scan", build, fit, key, verbose=verbose)
 
 
 # --------------------------------------------------------------------------- Chapter 7: the few-label classifiers

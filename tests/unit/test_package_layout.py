@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"uvbook.data", "uvbook.layers", "uvbook.plots"},
     {"uvbook.models", "uvbook.models.classifier", "uvbook.models.autoencoder", "uvbook.models.vae",
      "uvbook.models.gan", "uvbook.models.contrastive", "uvbook.models.semisup",
-     "uvbook.models.semigen", "uvbook.models.diffusion", "uvbook.models.masked"},
+     "uvbook.models.semigen", "uvbook.models.diffusion", "uvbook.models.masked", "uvbook.models.scan"},
     {"uvbook.evaluate"},                 # metrics and the evaluation protocol
     {"uvbook.callbacks"},                # resume, guards, monitors (monitors use evaluate)
     {"uvbook.train"},                    # train_or_load

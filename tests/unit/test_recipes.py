@@ -36,6 +36,7 @@ def tiny(monkeypatch, tmp_path):
         "n_train": 200, "n_val": 100, "epochs": 1, "batch_size": 64, "seed": 0})
     monkeypatch.setattr(recipes, "fashion_simclr_sizes", lambda: {
         "n_train": 300, "n_monitor": 50, "epochs": 1, "batch_size": 64, "seed": 0})
+    monkeypatch.setattr(recipes, "fashion_scan_sizes", lambda: {"n_train": 300, "epochs": 1, "seed": 0})
     monkeypatch.setattr(recipes, "semisup_sizes", lambda: {
         "n_train": 300, "n_watch": 50, "supervised_steps": 4, "supervised_batch": 16, "steps": 4,
         "report_every": 4})
@@ -68,6 +69,7 @@ RUNS = {
     "dcgan": lambda v: recipes.train_gan("tiny_dcgan", recipes.build_fashion_dcgan, load_dataset("fashion_mnist", n=128)[0],
                                          epochs=1, batch_size=32, key={"test": "tiny"}, verbose=v),
     "simclr": lambda v: recipes.train_fashion_simclr(verbose=v),
+    "scan": lambda v: recipes.train_fashion_scan(verbose=v),
     "fixmatch": lambda v: recipes.train_few_label_classifier("fixmatch", 1, 0, verbose=v),
     "sgan": lambda v: recipes.train_few_label_classifier("sgan", 1, 0, verbose=v),
     "m2": lambda v: recipes.train_few_label_classifier("m2", 1, 0, verbose=v),
