@@ -789,21 +789,25 @@ def train_fashion_scan(verbose: bool = True) -> tuple[SCAN, dict[str, list[float
     key = {"model": "uvbook.models.scan.SCAN on SimCLR features", "config": cfg, **sizes,
            "encoder": weights_digest(simclr.encoder),
            "data": "fashion_mnist train images (stratified subset n_train; None = all), no labels"}
-    x, _ = load_dataset("fashion_mnist", "train", n=sizes["n_train"])
-    h = simclr.encode(x)
-    steps = len(h) // cfg["batch_size"]
+    encoded: list[np.ndarray] = []
+
+    def features() -> np.ndarray:            # computed only when the head is trained, not loaded
+        if not encoded:
+            encoded.append(simclr.encode(load_dataset("fashion_mnist", "train", n=sizes["n_train"])[0]))
+        return encoded[0]
 
     def build() -> SCAN:
         set_seed(sizes["seed"])
-        head = build_scan_head(h, cfg["n_clusters"], cfg["hidden"], cfg["n_components"])
+        head = build_scan_head(features(), cfg["n_clusters"], cfg["hidden"], cfg["n_components"])
         model = SCAN(head, entropy_weight=cfg["entropy_weight"], name="fashion_scan")
         model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
         return model
 
     def fit(model: SCAN, backup=None):
+        h = features()
         pairs = neighbour_pairs(h, mine_neighbours(model.head, h, cfg["neighbours"]), cfg["batch_size"],
                                 seed=sizes["seed"])
-        return model.fit(pairs, epochs=sizes["epochs"], steps_per_epoch=steps, verbose=0,
+        return model.fit(pairs, epochs=sizes["epochs"], steps_per_epoch=len(h) // cfg["batch_size"], verbose=0,
                          callbacks=[*progress("fashion_scan", verbose), *resumable(backup)])
 
     return train_or_load("fashion_scan", build, fit, key, verbose=verbose)

@@ -80,22 +80,21 @@ def build_scan_head(features, n_clusters: int = 10, hidden: int = 512, n_compone
 
 
 def mine_neighbours(head: keras.Model, features, k: int = 20, batch_size: int = 4096) -> np.ndarray:
-    """The ``k`` nearest neighbours (row indices, itself excluded) of every row of ``features``,
-    in the head's fixed projection (Euclidean there is cosine similarity up to the projection)."""
+    """The ``k`` nearest neighbours (row indices, the row itself excluded) of every row of
+    ``features``, by Euclidean distance in the head's fixed projection: unit-length features
+    projected on their principal components, where near means a high cosine similarity."""
     from sklearn.neighbors import NearestNeighbors
 
     x = check_features(features, "features")
     check_positive_int(k, "k")
+    check_positive_int(batch_size, "batch_size")
     if k >= len(x):
         raise ValueError(f"k must be smaller than the number of examples ({len(x)}); got {k}")
     projected = keras.Model(head.inputs[0], head.get_layer("projection").output)
     z = np.concatenate([ops.convert_to_numpy(projected(x[i:i + batch_size]))
                         for i in range(0, len(x), batch_size)])
-    index = NearestNeighbors(n_neighbors=k + 1).fit(z)
-    found = index.kneighbors(z, return_distance=False)
-    # drop each row itself (first unless a duplicate ties with it)
-    keep = found != np.arange(len(z))[:, None]
-    return np.stack([row[mask][:k] for row, mask in zip(found, keep)])
+    # kneighbors without X: each row's neighbours among the others (itself left out)
+    return NearestNeighbors(n_neighbors=k).fit(z).kneighbors(return_distance=False)
 
 
 @keras.saving.register_keras_serializable(package="uvbook")
