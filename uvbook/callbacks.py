@@ -34,7 +34,8 @@ read with ``allow_pickle=False``.
 
 Monitors write what they measure into each epoch's logs, hence into the history that
 :func:`uvbook.train.train_or_load` caches: :class:`FrechetMonitor` (a GAN's sample
-quality), :class:`NeighbourMonitor` (a representation's k-NN accuracy),
+quality), :class:`NeighbourMonitor` (a representation's k-NN accuracy), :class:`ClusterMonitor`
+(a clustering's accuracy on held-out examples),
 :class:`WatchAccuracy` (a classifier's held-out accuracy), :class:`SampleGrid` (a GAN's
 samples as a figure). :class:`EpochLog` prints one line an epoch: the progress a reader
 sees while a recipe trains.
@@ -58,7 +59,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from uvbook._io import atomic_write, sha256
-from uvbook.evaluate import leave_one_out_knn_accuracy
+from uvbook.evaluate import cluster_accuracy, leave_one_out_knn_accuracy, nmi
 from uvbook.models.semisup import predict_logits
 from uvbook.plots import image_grid
 from uvbook.validate import check_images, check_labels, check_positive_int
@@ -501,7 +502,30 @@ class SampleGrid(keras.callbacks.Callback):
             plt.show()
 
 
-class FrechetMonitor(keras.callbacks.Callback):
+class _TimedMonitor(keras.callbacks.Callback):
+    """A monitor: after every epoch it writes ``elapsed``, the training seconds so far without
+    the monitor's own time (the x-axis of a quality-against-time curve), and whatever
+    :meth:`measure` adds to the epoch's logs, hence to the training history."""
+
+    _start = _spent = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start, self._spent = time.perf_counter(), 0.0
+
+    def measure(self, epoch: int, logs: dict) -> None:
+        """Add this monitor's measurements of the model after ``epoch`` (0-based) to ``logs``."""
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        now = time.perf_counter()
+        logs["elapsed"] = now - self._start - self._spent
+        self.measure(epoch, logs)
+        self._spent += time.perf_counter() - now
+
+
+class FrechetMonitor(_TimedMonitor):
     """Add ``logs["elapsed"]`` (training seconds so far, not counting this monitor) and, when given, ``logs["frechet"]``.
 
     ``frechet`` is ``distance(images)`` for ``n`` images generated from fixed noise every
@@ -519,17 +543,8 @@ class FrechetMonitor(keras.callbacks.Callback):
         self.n = check_positive_int(n, "n")
         self.every = check_positive_int(every, "every")
         self.seed = seed
-        self._start = 0.0
-        self._spent = 0.0
 
-    def on_train_begin(self, logs=None):
-        self._start, self._spent = time.perf_counter(), 0.0
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        now = time.perf_counter()
-        logs["elapsed"] = now - self._start - self._spent  # training time, without this monitor's own
+    def measure(self, epoch: int, logs: dict) -> None:
         if self.distance is not None:
             averaged = getattr(self.model, "ema_generator", None) is not None
             keys = {"frechet": None, "frechet_raw": False} if averaged else {"frechet": None}
@@ -540,10 +555,9 @@ class FrechetMonitor(keras.callbacks.Callback):
                     logs[key] = float(self.distance(images))
                 else:
                     logs[key] = float("nan")
-        self._spent += time.perf_counter() - now
 
 
-class NeighbourMonitor(keras.callbacks.Callback):
+class NeighbourMonitor(_TimedMonitor):
     """After every ``every`` epochs, how well the model's representation recognises held-out images.
 
     The model must have an ``encode(images)`` method (:class:`uvbook.models.contrastive.SimCLR`
@@ -567,23 +581,39 @@ class NeighbourMonitor(keras.callbacks.Callback):
             raise ValueError(f"k must be smaller than the number of monitored images ({len(self.labels)}); got {k}")
         self.every = check_positive_int(every, "every")
         self.name = name
-        self._start = self._spent = 0.0
-
-    def on_train_begin(self, logs=None):
-        self._start, self._spent = time.perf_counter(), 0.0
 
     def accuracy(self) -> float:
         """The leave-one-out k-NN accuracy of the model's current representation."""
         return leave_one_out_knn_accuracy(self.model.encode(self.images), self.labels, k=self.k, unit=True)
 
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        now = time.perf_counter()
-        logs["elapsed"] = now - self._start - self._spent
+    def measure(self, epoch: int, logs: dict) -> None:
         due = (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs")
         logs[self.name] = self.accuracy() if due else float("nan")   # NaN keeps the history aligned
-        self._spent += time.perf_counter() - now
+
+
+class ClusterMonitor(_TimedMonitor):
+    """After every epoch, how well a clustering model's clusters of held-out examples match their classes.
+
+    The model must have a ``cluster(features)`` method (:class:`uvbook.models.scan.SCAN` has).
+    Its clusters of ``features`` are scored against ``labels`` by the clustering accuracy
+    and the NMI (:func:`uvbook.evaluate.cluster_accuracy`, :func:`uvbook.evaluate.nmi`),
+    written to the epoch's logs as ``cluster_acc`` and ``cluster_nmi`` together with
+    ``elapsed``, the training seconds so far without the monitor's own, so that they land in
+    the training history. The labels serve this report only: nothing of it reaches the loss.
+    """
+
+    def __init__(self, features, labels):
+        super().__init__()
+        self.labels = check_labels(labels, "labels")
+        self.features = np.asarray(features, dtype=np.float32)
+        if self.features.ndim != 2 or len(self.features) != len(self.labels):
+            raise ValueError(f"features must be a 2-D array with one row per label ({len(self.labels)}); "
+                             f"got shape {self.features.shape}")
+
+    def measure(self, epoch: int, logs: dict) -> None:
+        clusters = self.model.cluster(self.features)
+        logs["cluster_acc"] = cluster_accuracy(self.labels, clusters)
+        logs["cluster_nmi"] = nmi(self.labels, clusters)
 
 
 class WatchAccuracy(keras.callbacks.Callback):

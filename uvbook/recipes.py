@@ -18,7 +18,7 @@ recipe                                                model                     
 :func:`train_fashion_vae`                             the conv VAE                    Chapter 5
 :func:`train_dense_vae`, :func:`train_mnist_vae`      dense VAEs, the MNIST VAE       Chapter 5
 :func:`train_fashion_simclr`                          SimCLR                          Chapter 6
-:func:`train_fashion_scan`                            SCAN (not yet in a chapter)     --
+:func:`train_fashion_scan`                            the SCAN clustering head        Chapter 6
 :func:`train_few_label_classifier`                    the few-label classifiers       Chapter 7
 :func:`train_simclr_twin_ae`                          SimCLR's autoencoder twin       Chapter 8
 :func:`train_diffusion`, :func:`train_masked_ae`      diffusion, masked AEs           Chapter 8
@@ -41,7 +41,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from uvbook.callbacks import CollapseGuard, EpochLog, FrechetMonitor, NeighbourMonitor, WatchAccuracy, resumable
+from uvbook.callbacks import (ClusterMonitor, CollapseGuard, EpochLog, FrechetMonitor, NeighbourMonitor, WatchAccuracy,
+                              resumable)
 from uvbook.data import available_mnist, few_labels, load_dataset, make_pipeline, stratified_subset
 from uvbook.evaluate import domain_features, domain_frechet_distance
 from uvbook.models.autoencoder import Autoencoder, DenoisingAutoencoder, SparseAutoencoder
@@ -770,45 +771,51 @@ FASHION_SCAN_CONFIG = {"n_clusters": 10, "hidden": 512, "n_components": 256, "ne
 
 
 def fashion_scan_sizes() -> dict:
-    """Training sizes of :func:`train_fashion_scan`: ``n_train`` training images (Chapter 6's:
-    a stratified 3,000 in quick mode, all 60,000 in full mode), ``epochs`` passes over them."""
-    return {"n_train": by_mode(quick=3000, full=None), "epochs": 20, "seed": 0}
+    """Training sizes of :func:`train_fashion_scan`: the images the SimCLR encoder trained on
+    (``n_train`` and ``n_monitor`` of :func:`fashion_simclr_sizes`), ``epochs`` passes over them."""
+    simclr = fashion_simclr_sizes()
+    return {"n_train": simclr["n_train"], "n_monitor": simclr["n_monitor"], "epochs": 20, "seed": 0}
 
 
 def train_fashion_scan(verbose: bool = True) -> tuple[SCAN, dict[str, list[float]]]:
     """Chapter 6's SCAN clustering head on the features of :func:`train_fashion_simclr`'s encoder.
 
-    :data:`FASHION_SCAN_CONFIG` on the SimCLR features of the training images (no labels):
-    :func:`~uvbook.models.scan.mine_neighbours` finds every image's neighbours, then
-    :class:`~uvbook.models.scan.SCAN` trains the head on (image, random neighbour) pairs.
-    Cached under a key holding the SimCLR weights' digest, so a new SimCLR retrains it.
-    The history has the loss and its consistency and entropy terms, per epoch.
+    :data:`FASHION_SCAN_CONFIG` on the SimCLR features of the images the encoder trained on
+    (no labels; :func:`fashion_simclr_split`): :func:`~uvbook.models.scan.mine_neighbours`
+    finds every image's neighbours, then :class:`~uvbook.models.scan.SCAN` trains the head
+    on (image, random neighbour) pairs. Cached under a key holding the SimCLR weights'
+    digest, so a new SimCLR retrains it. The history has the loss and its consistency and
+    entropy terms, and (:class:`~uvbook.callbacks.ClusterMonitor`) the clustering accuracy
+    and NMI of the encoder's held-out images with the training seconds so far, per epoch.
     """
     cfg, sizes = FASHION_SCAN_CONFIG, fashion_scan_sizes()
     simclr = train_fashion_simclr(verbose=False)[0]
     key = {"model": "uvbook.models.scan.SCAN on SimCLR features", "config": cfg, **sizes,
            "encoder": weights_digest(simclr.encoder),
-           "data": "fashion_mnist train images (stratified subset n_train; None = all), no labels"}
-    encoded: list[np.ndarray] = []
+           "data": "the SimCLR encoder's training images (fashion_simclr_split), no labels; its held-out "
+                   "images watched"}
+    encoded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def features() -> np.ndarray:            # computed only when the head is trained, not loaded
+    def features() -> tuple[np.ndarray, np.ndarray, np.ndarray]:   # only when the head is trained, not loaded
         if not encoded:
-            encoded.append(simclr.encode(load_dataset("fashion_mnist", "train", n=sizes["n_train"])[0]))
+            x_fit, x_watch, y_watch = fashion_simclr_split(sizes["n_train"], sizes["n_monitor"])
+            encoded.append((simclr.encode(x_fit), simclr.encode(x_watch), y_watch))
         return encoded[0]
 
     def build() -> SCAN:
         set_seed(sizes["seed"])
-        head = build_scan_head(features(), cfg["n_clusters"], cfg["hidden"], cfg["n_components"])
+        head = build_scan_head(features()[0], cfg["n_clusters"], cfg["hidden"], cfg["n_components"])
         model = SCAN(head, entropy_weight=cfg["entropy_weight"], name="fashion_scan")
         model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]))
         return model
 
     def fit(model: SCAN, backup=None):
-        h = features()
+        h, h_watch, y_watch = features()
         pairs = neighbour_pairs(h, mine_neighbours(model.head, h, cfg["neighbours"]), cfg["batch_size"],
                                 seed=sizes["seed"])
         return model.fit(pairs, epochs=sizes["epochs"], steps_per_epoch=len(h) // cfg["batch_size"], verbose=0,
-                         callbacks=[*progress("fashion_scan", verbose), *resumable(backup)])
+                         callbacks=[ClusterMonitor(h_watch, y_watch), *progress("fashion_scan", verbose),
+                                    *resumable(backup)])
 
     return train_or_load("fashion_scan", build, fit, key, verbose=verbose)
 

@@ -17,6 +17,7 @@ name                d      the representation
 ``vae``             16     the mean of ``q(z|x)`` of Chapter 5's convolutional VAE, for the grey image
 ``dcgan``           6272   the penultimate layer (``"flatten"``: 7x7x128) of Chapter 4's DCGAN discriminator
 ``simclr``          3136   the representation ``h`` of Chapter 6's SimCLR encoder (its flattened 7x7x64 conv features)
+``scan``            512    the hidden layer of Chapter 6's SCAN clustering head on the SimCLR features
 ``cnn``             128    the ``"features"`` layer of the supervised CNN (Chapter 2): the upper bound,
                            learned *with* all training labels
 ==================  =====  ==========================================================================
@@ -33,7 +34,8 @@ import numpy as np
 
 from uvbook.data import load_dataset
 from uvbook.modes import by_mode, mode_name
-from uvbook.recipes import chapter3_model, domain_classifier, train_fashion_dcgan, train_fashion_simclr, train_fashion_vae
+from uvbook.recipes import (chapter3_model, domain_classifier, train_fashion_dcgan, train_fashion_scan,
+                            train_fashion_simclr, train_fashion_vae)
 from uvbook.validate import check_images, check_positive_int
 
 #: Training images the PCA is fitted on, by mode (None means all 60,000); labels are never used.
@@ -60,6 +62,7 @@ REPRESENTATIONS: dict[str, Representation] = {r.name: r for r in (
     Representation("vae", "VAE mean code", 16, "Chapter 5"),
     Representation("dcgan", "DCGAN discriminator features", 7 * 7 * 128, "Chapter 4"),
     Representation("simclr", "SimCLR encoder features", 7 * 7 * 64, "Chapter 6"),
+    Representation("scan", "SCAN head on SimCLR features", 512, "Chapter 6"),
     Representation("cnn", "supervised CNN features", 128, "Chapter 2", supervised=True),
 )}
 #: The names learned without labels (everything but ``cnn``), raw pixels included.
@@ -131,11 +134,14 @@ def _loaders() -> dict[str, Callable[[bool], Any]]:
     def simclr(verbose):
         return train_fashion_simclr(verbose=verbose)[0]
 
+    def scan(verbose):
+        return train_fashion_scan(verbose=verbose)[0]
+
     def cnn(verbose):
         return domain_classifier(verbose=verbose)
 
     return {"pixels": lambda verbose: None, "pca32": _fit_pca, "conv_ae": conv_ae,
-            "denoising_ae": denoising_ae, "vae": vae, "dcgan": dcgan, "simclr": simclr, "cnn": cnn}
+            "denoising_ae": denoising_ae, "vae": vae, "dcgan": dcgan, "simclr": simclr, "scan": scan, "cnn": cnn}
 
 
 def load_model(name: str, verbose: bool = True):
@@ -143,7 +149,7 @@ def load_model(name: str, verbose: bool = True):
 
     ``None`` for ``pixels``; a :class:`PCAProjection` for ``pca32``; otherwise the Keras
     model returned by the chapter's train-or-load function (an ``Autoencoder``, ``VAE``,
-    ``GAN``, ``SimCLR``, or the supervised CNN of :func:`uvbook.recipes.domain_classifier`).
+    ``GAN``, ``SimCLR``, ``SCAN``, or the supervised CNN of :func:`uvbook.recipes.domain_classifier`).
     """
     _check_name(name)
     key = (name, mode_name())
@@ -173,6 +179,13 @@ def _layer_model(model, layer: str):
     return extractor
 
 
+def _scan_pair(model) -> tuple[Any, Any]:
+    if not (isinstance(model, tuple) and len(model) == 2 and hasattr(model[0], "encode")
+            and hasattr(model[1], "embed")):
+        raise ValueError(f"model for 'scan' must be the pair (SimCLR, SCAN); got {type(model).__name__}")
+    return model
+
+
 def features(name: str, x, model=None, batch_size: int = 512) -> np.ndarray:
     """Representation ``name`` of images ``x``: an (N, d) float32 array (see the module's table).
 
@@ -180,7 +193,8 @@ def features(name: str, x, model=None, batch_size: int = 512) -> np.ndarray:
         name: one of :data:`REPRESENTATIONS`.
         x: images (N, 28, 28, 1), floats in [0, 1].
         model: the model to use instead of :func:`load_model`'s (a :class:`PCAProjection`
-            for ``pca32``, an ``Autoencoder``, ``VAE``, ``GAN``, ``SimCLR`` or the CNN);
+            for ``pca32``, an ``Autoencoder``, ``VAE``, ``GAN``, ``SimCLR`` or the CNN; for
+            ``scan`` the pair ``(SimCLR, SCAN)``, whose head reads the encoder's features);
             the unit tests pass small untrained ones.
         batch_size: images per forward pass.
 
@@ -188,7 +202,8 @@ def features(name: str, x, model=None, batch_size: int = 512) -> np.ndarray:
     model sees dropout or augmentation here.
 
     Raises:
-        ValueError: an unknown name, or images that are not (N, 28, 28, 1) floats in [0, 1].
+        ValueError: an unknown name, images that are not (N, 28, 28, 1) floats in [0, 1], or
+            a ``model`` for ``scan`` that is not a (SimCLR, SCAN) pair.
     """
     rep = _check_name(name)
     x = check_images(x, "x", shape=(28, 28, 1)).astype(np.float32, copy=False)
@@ -196,6 +211,9 @@ def features(name: str, x, model=None, batch_size: int = 512) -> np.ndarray:
     given_model = model
     if name == "pixels":
         out = x.reshape(len(x), -1)
+    elif name == "scan":
+        encoder, head = (load_model("simclr"), load_model("scan")) if model is None else _scan_pair(model)
+        out = head.embed(encoder.encode(x, batch_size=batch_size))
     else:
         model = load_model(name) if model is None else model
         if name == "pca32":

@@ -60,6 +60,9 @@ _CHAPTER_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 _DEC_KERAS = ("XifengGuo/DEC-keras README, Table 1 (mean of 10 runs on all 70,000 Fashion-MNIST "
               "images; the DEC paper, Xie et al. 2016, has no Fashion-MNIST row)")
+_SCAN = ("SCAN on CIFAR-10 (10 classes, clustered on the 10,000 test images), a ResNet-18 pretrained by "
+         "SimCLR on the 50,000 training images and fine-tuned by SCAN: Van Gansbeke et al. 2020, best model "
+         "in the authors' repository README")
 _DEC_KERAS_MNIST = "XifengGuo/DEC-keras README, Table 1 (mean of 10 runs on all 70,000 MNIST digits)"
 
 #: Published reference numbers, as record key -> (value, source). Keys that the book also
@@ -92,6 +95,10 @@ PUBLISHED: dict[str, tuple[float, str]] = {
                                                "Sohn et al. 2020 (11.39% error)"),
     "published.fixmatch.cifar250.acc": (0.9493, "FixMatch (CTAugment), CIFAR-10 with 250 labels, Wide "
                                                 "ResNet-28-2: Sohn et al. 2020 (5.07% error)"),
+    "published.scan.cifar10.acc": (0.816, _SCAN + ": the clustering step alone, ACC"),
+    "published.scan.cifar10.nmi": (0.715, _SCAN + ": the clustering step alone, NMI"),
+    "published.scan_selflabel.cifar10.acc": (0.883, _SCAN + ", then self-labelling (the encoder fine-tuned "
+                                                    "on its own confident clusters), ACC"),
     "published.n2d.nmi": (0.684, "N2D: autoencoder + UMAP + Gaussian mixture, all 70,000 Fashion-MNIST "
                                  "images: McConville et al. 2021 (ICPR 2020)"),
 }
@@ -327,13 +334,14 @@ def record_numbers(numbers: Mapping[str, tuple[float, str | None]], mode: str | 
 _GLUE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 
-def glue(name: str, value: float) -> float:
-    """Make a measured number available to the page's prose; returns it as a float (or int).
+def glue(name: str, value: float) -> None:
+    """Make a measured number available to the page's prose (as a float, or an int).
 
     The Markdown of the same notebook pastes it with MyST-NB's role, e.g.
     ``{glue:text}`ch2_cnn_acc:.3f``` or ``{glue:text}`n_images:,d```, so the text always
     shows the number this build measured instead of a hand-typed one. Outside a Jupyter
-    Book build (no ``myst_nb``, e.g. in Colab) it only returns the value.
+    Book build (no ``myst_nb``, e.g. in Colab) it only checks the value. It returns nothing,
+    so that a cell ending with a ``glue`` call shows no stray number on the page.
 
     Raises:
         ValueError: a name that is not an identifier-like string, or a value that is not a
@@ -348,16 +356,16 @@ def glue(name: str, value: float) -> float:
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
-        return value
+        return
     myst_glue(name, value, display=False)
-    return value
 
 
-def glue_words(name: str, text: str) -> str:
+def glue_words(name: str, text: str) -> None:
     """Make a computed phrase (a winner's name, "above" or "below") available to the prose.
 
     The Markdown pastes it with ``{glue:md}`name```, so that a ranking the text states is
-    the one this build computed. Outside a Jupyter Book build it only returns ``text``.
+    the one this build computed. Outside a Jupyter Book build it only checks ``text``; like
+    :func:`glue`, it returns nothing.
 
     Raises:
         ValueError: a name that is not identifier-like, or a ``text`` that is not a
@@ -371,9 +379,8 @@ def glue_words(name: str, text: str) -> str:
         from IPython.display import Markdown
         from myst_nb import glue as myst_glue
     except ImportError:
-        return text
+        return
     myst_glue(name, Markdown(text), display=False)
-    return text
 
 
 def hardware() -> dict[str, Any]:

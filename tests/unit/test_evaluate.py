@@ -13,6 +13,15 @@ def test_permuted_perfect_labelling_scores_one():
     assert evaluate.nmi(y, perm[y]) == pytest.approx(1.0)
 
 
+def test_match_clusters_maps_each_cluster_to_its_matched_class():
+    np.testing.assert_array_equal(evaluate.match_clusters([0, 0, 1, 1], [1, 1, 1, 0]), [0, 0, 0, 1])
+    np.testing.assert_array_equal(evaluate.match_clusters([3, 3, 7, 7], [5, 5, 2, 2]), [3, 3, 7, 7])
+    mapped = evaluate.match_clusters([0, 0, 1, 1], [0, 1, 2, 2])     # three clusters, two classes
+    assert mapped[2:].tolist() == [1, 1] and sorted(mapped[:2].tolist()) == [-1, 0]
+    with pytest.raises(ValueError, match="y_pred"):
+        evaluate.match_clusters([0, 1], [0, 1, 1])
+
+
 def test_cluster_accuracy_small_case_by_hand():
     # best map: cluster 1 -> class 0, cluster 0 -> class 1: 3 of 4 right
     assert evaluate.cluster_accuracy([0, 0, 1, 1], [1, 1, 1, 0]) == 0.75

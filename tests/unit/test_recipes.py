@@ -36,7 +36,9 @@ def tiny(monkeypatch, tmp_path):
         "n_train": 200, "n_val": 100, "epochs": 1, "batch_size": 64, "seed": 0})
     monkeypatch.setattr(recipes, "fashion_simclr_sizes", lambda: {
         "n_train": 300, "n_monitor": 50, "epochs": 1, "batch_size": 64, "seed": 0})
-    monkeypatch.setattr(recipes, "fashion_scan_sizes", lambda: {"n_train": 300, "epochs": 1, "seed": 0})
+    monkeypatch.setattr(recipes, "fashion_scan_sizes", lambda: {"n_train": 300, "n_monitor": 50, "epochs": 1, "seed": 0})
+    monkeypatch.setitem(recipes.FASHION_SCAN_CONFIG, "n_components", 32)   # at most the 250 images it fits
+    monkeypatch.setitem(recipes.FASHION_SCAN_CONFIG, "hidden", 32)
     monkeypatch.setattr(recipes, "semisup_sizes", lambda: {
         "n_train": 300, "n_watch": 50, "supervised_steps": 4, "supervised_batch": 16, "steps": 4,
         "report_every": 4})

@@ -8,6 +8,7 @@ from uvbook import represent
 from uvbook.models.autoencoder import Autoencoder, DenoisingAutoencoder
 from uvbook.models.classifier import build_cnn_classifier
 from uvbook.models.contrastive import build_simclr
+from uvbook.models.scan import SCAN, build_scan_head
 from uvbook.models.vae import build_vae
 from uvbook.recipes import build_fashion_dcgan
 
@@ -20,7 +21,7 @@ def images():
 
 def test_the_table_of_representations():
     assert list(represent.REPRESENTATIONS) == ["pixels", "pca32", "conv_ae", "denoising_ae", "vae",
-                                               "dcgan", "simclr", "cnn"]
+                                               "dcgan", "simclr", "scan", "cnn"]
     assert represent.UNSUPERVISED == tuple(list(represent.REPRESENTATIONS)[:-1])
     assert represent.REPRESENTATIONS["cnn"].supervised
     assert represent.REPRESENTATIONS["dcgan"].dim == 7 * 7 * 128
@@ -90,6 +91,20 @@ def test_simclr_and_cnn_features(images):
     cnn = build_cnn_classifier(num_classes=10)
     f = represent.features("cnn", images, model=cnn)
     assert f.shape == (12, 128) and np.all(np.isfinite(f))
+
+
+def test_scan_features_are_the_heads_hidden_layer_on_the_encoders_features(images):
+    keras.utils.set_random_seed(0)
+    simclr = build_simclr(filters=(4, 8), head_hidden=8, projection_dim=4)
+    h = simclr.encode(images)
+    head = SCAN(build_scan_head(h, n_clusters=3, hidden=6, n_components=5))
+    z = represent.features("scan", images, model=(simclr, head))
+    assert z.shape == (12, 6) and np.all(z >= 0)                      # the ReLU hidden layer
+    np.testing.assert_allclose(z, head.embed(h), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"model for 'scan' must be the pair \(SimCLR, SCAN\); got SimCLR"):
+        represent.features("scan", images, model=simclr)
+    with pytest.raises(ValueError, match=r"must be the pair \(SimCLR, SCAN\); got tuple"):
+        represent.features("scan", images, model=(head, simclr))
 
 
 def test_bad_arguments_raise(images):

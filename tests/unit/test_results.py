@@ -223,10 +223,22 @@ def test_cli_through_python_dash_m(record_dir):
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 
-def test_glue_returns_the_number_and_rejects_bad_input():
-    assert results.glue("ch9_acc", np.float32(0.5)) == 0.5
-    assert results.glue("n_images", np.int64(60000)) == 60000
-    assert isinstance(results.glue("n_images", np.int64(60000)), int)
+@pytest.fixture
+def glued(monkeypatch):
+    """What results.glue hands to MyST-NB's glue: name -> (value, display)."""
+    import myst_nb
+
+    calls = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.update({name: (value, display)}))
+    return calls
+
+
+def test_glue_hands_a_plain_number_to_myst_nb_returns_nothing_and_rejects_bad_input(glued):
+    # returning nothing: a cell that ends with glue(...) would otherwise print the number on the page
+    assert results.glue("ch9_acc", np.float32(0.5)) is None
+    assert results.glue("n_images", np.int64(60000)) is None
+    assert glued["ch9_acc"] == (0.5, False) and type(glued["ch9_acc"][0]) is float
+    assert glued["n_images"] == (60000, False) and type(glued["n_images"][0]) is int
     for bad_name in ("", "9lives", "a b", None):
         with pytest.raises(ValueError, match="name must be"):
             results.glue(bad_name, 1.0)
@@ -235,8 +247,9 @@ def test_glue_returns_the_number_and_rejects_bad_input():
             results.glue("x", bad_value)
 
 
-def test_glue_words_returns_the_text_and_rejects_bad_input():
-    assert results.glue_words("ch6_best_name", "SimCLR features") == "SimCLR features"
+def test_glue_words_hands_markdown_to_myst_nb_and_rejects_bad_input(glued):
+    assert results.glue_words("ch6_best_name", "SimCLR features") is None
+    assert glued["ch6_best_name"][0].data == "SimCLR features" and glued["ch6_best_name"][1] is False
     for bad_name, bad_text in [("6x", "a"), ("ok", ""), ("ok", "two\nlines"), ("ok", 3.0)]:
         with pytest.raises(ValueError, match="name must|text must"):
             results.glue_words(bad_name, bad_text)

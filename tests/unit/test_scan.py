@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from uvbook.callbacks import ClusterMonitor
 from uvbook.evaluate import cluster_accuracy
 from uvbook.models.scan import SCAN, build_scan_head, mine_neighbours, neighbour_pairs, scan_loss
 
@@ -51,10 +52,14 @@ def test_scan_finds_three_separable_blobs():
     head = build_scan_head(x, n_clusters=3, hidden=16, n_components=8)
     model = SCAN(head, entropy_weight=5.0)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    monitor = ClusterMonitor(x[::2], y[::2])                 # every other point, watched each epoch
     history = model.fit(neighbour_pairs(x, mine_neighbours(head, x, k=5), batch_size=60, seed=0),
-                        epochs=10, steps_per_epoch=5, verbose=0).history
+                        epochs=10, steps_per_epoch=5, verbose=0, callbacks=[monitor]).history
     assert history["loss"][-1] < history["loss"][0]
     assert cluster_accuracy(y, model.cluster(x)) == 1.0
+    assert history["cluster_acc"][0] < 1.0 and history["cluster_acc"][-1] == 1.0   # it had to learn them
+    assert history["cluster_nmi"][-1] == pytest.approx(1.0)
+    assert 0 < history["elapsed"][0] and np.all(np.diff(history["elapsed"]) > 0)
     assert history["entropy"][-1] > math.log(3) - 0.05              # all three clusters in use
     assert model.embed(x).shape == (300, 16)
 
@@ -97,3 +102,10 @@ def test_bad_input_raises():
         neighbour_pairs(x, np.zeros((59, 2), int))
     with pytest.raises(ValueError, match="neighbours must index rows"):
         neighbour_pairs(x, np.full((60, 2), 60))
+
+
+
+def test_the_cluster_monitor_refuses_features_that_do_not_match_the_labels():
+    x, y = blobs()
+    with pytest.raises(ValueError, match=r"one row per label \(150\); got shape \(149, 16\)"):
+        ClusterMonitor(x[::2][:-1], y[::2])
