@@ -813,7 +813,8 @@ def train_fashion_scan(verbose: bool = True) -> tuple[SCAN, dict[str, list[float
         h, h_watch, y_watch = features()
         pairs = neighbour_pairs(h, mine_neighbours(model.head, h, cfg["neighbours"]), cfg["batch_size"],
                                 seed=sizes["seed"])
-        return model.fit(pairs, epochs=sizes["epochs"], steps_per_epoch=len(h) // cfg["batch_size"], verbose=0,
+        steps = max(1, len(h) // cfg["batch_size"])   # the pairs never end: 0 steps would never end an epoch
+        return model.fit(pairs, epochs=sizes["epochs"], steps_per_epoch=steps, verbose=0,
                          callbacks=[ClusterMonitor(h_watch, y_watch), *progress("fashion_scan", verbose),
                                     *resumable(backup)])
 
