@@ -627,7 +627,7 @@ def _test_set_distance(classifier) -> Callable[[np.ndarray], float]:
 def cas_sizes() -> dict:
     """Sizes of the Classification Accuracy Score (Ravuri & Vinyals 2019) in the current mode:
     generated images per class, and the CNN's training (Chapter 2's: :func:`fashion_cnn_sizes`)."""
-    return {"per_class": by_mode(quick=600, full=6000), "seed": 11, **fashion_cnn_sizes()}
+    return {"per_class": by_mode(quick=300, full=6000), "seed": 11, **fashion_cnn_sizes()}
 
 
 def train_cas_classifier(gan: ConditionalGAN, gan_name: str, folder=None,
