@@ -33,12 +33,12 @@ publish: setup
 # again; quick-mode outputs never enter full mode's execution cache. The first run shares
 # the unit tests and the chapters between two workers (pytest-xdist), in the two ordered
 # lanes of tests/schedule.py; the second runs what reads every chapter's output: the
-# results appendix and the site tests.
+# results appendix and the site tests. --durations lists the slowest items, to rebalance the lanes.
 NBMAKE := --nbmake --overwrite --nbmake-timeout=900
 test: setup data browser graphviz
 	rm -rf $(QUICK) && mkdir -p $(QUICK)
 	cp -r book _config.yml _toc.yml $(QUICK)/
-	UVBOOK_QUICK=1 $(PY) -m pytest -p no:cacheprovider -p tests.schedule -n 2 --dist loadgroup \
+	UVBOOK_QUICK=1 $(PY) -m pytest -p no:cacheprovider -p tests.schedule -n 2 --dist loadgroup --durations=15 \
 	    tests/unit $(NBMAKE) $(QUICK)/book --ignore $(QUICK)/book/appendix_results.ipynb
 	UVBOOK_QUICK=1 $(PY) -m pytest -p no:cacheprovider $(NBMAKE) $(QUICK)/book/appendix_results.ipynb tests/site
 
