@@ -476,6 +476,12 @@ DCGAN_CONFIG = {"latent_dim": 64, "g_filters": (64, 32), "d_filters": (64, 128),
 DCGAN_EPOCHS = 5  # full mode; quick mode trains 2
 
 
+def gan_monitor_samples() -> int:
+    """Samples behind each point of a GAN recipe's Fréchet curve in the current mode (2,000 in
+    full mode, 500 in quick mode): :func:`train_fashion_dcgan` and :func:`train_gan_recipe`."""
+    return by_mode(quick=500, full=2000)
+
+
 def build_fashion_dcgan(latent_dim: int = 64, g_filters: Sequence[int] = (64, 32),
                         d_filters: Sequence[int] = (64, 128), lr: float = 2e-4, beta_1: float = 0.5) -> GAN:
     """The compiled DCGAN of Chapter 4 (non-saturating loss, Adam(2e-4, beta_1=0.5) for both players)."""
@@ -514,7 +520,7 @@ def train_fashion_dcgan(epochs: int | None = None, n_train: int | None | str = "
                      lambda: build_fashion_dcgan(cfg["latent_dim"], cfg["g_filters"], cfg["d_filters"], *cfg["adam"]),
                      x, epochs, cfg["batch_size"], key, callbacks=callbacks,
                      distance=distance,
-                     monitor_samples=by_mode(quick=500, full=2000), folder=folder, verbose=verbose)
+                     monitor_samples=gan_monitor_samples(), folder=folder, verbose=verbose)
 
 
 # --------------------------------------------------------------------------- Chapter 4: training GANs well
@@ -601,7 +607,7 @@ def train_gan_recipe(techniques: Sequence[str] = (), epochs: int | None = None, 
            "scored_by": weights_digest(classifier)}
     name = "cgan_fashion_mnist" if conditional else "gan_recipe_fashion_mnist"
     return train_gan(name, lambda: build_gan_recipe(config, n_classes), x, epochs, config["batch_size"], key,
-                     distance=distance, monitor_samples=by_mode(quick=500, full=2000), folder=folder,
+                     distance=distance, monitor_samples=gan_monitor_samples(), folder=folder,
                      verbose=verbose, labels=y if conditional else None)
 
 
