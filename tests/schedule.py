@@ -49,8 +49,14 @@ def _place(item: pytest.Item) -> tuple[str, int]:
         f"after the chapters whose models or numbers it loads (lanes: {LANES})")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order the items lane by lane, keeping pytest's order within a notebook or module."""
+    """Order the items lane by lane, keeping pytest's order within a notebook or module.
+
+    It must run before pytest-xdist's own hook of the same name, which reads the
+    ``xdist_group`` marks into the test ids that ``--dist loadgroup`` groups by: run after
+    it, the marks are ignored and the workers take the items one by one, in any lane.
+    """
     placed = {id(item): _place(item) for item in items}
     for item in items:
         item.add_marker(pytest.mark.xdist_group(placed[id(item)][0]))

@@ -71,3 +71,20 @@ def test_items_are_placed_in_their_lane_in_order():
 def test_a_notebook_without_a_lane_stops_the_run_with_a_message(path, message):
     with pytest.raises(pytest.UsageError, match=message):
         schedule._place(item(path))
+
+
+def test_one_lane_runs_on_one_worker():
+    """The lanes hold under pytest-xdist: the unit tests, one lane, all run on one worker.
+
+    pytest-xdist reads a test's ``xdist_group`` mark into its id in its own hook; the
+    plugin must mark first, and pytest must keep the id xdist writes (9.2 does not), or
+    the two workers take the lane's items one by one."""
+    import subprocess
+    import sys
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--noconftest", "-p", "tests.schedule", "-n", "2",
+         "--dist", "loadgroup", "-v", "tests/unit/test_schedule.py", "-k", "not one_lane"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    workers = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("[gw")]
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert len(workers) >= 5 and len(set(workers)) == 1, workers
