@@ -6,7 +6,7 @@ the site tests, which read what every chapter wrote. This plugin puts every item
 first run into one of two lanes, one lane a worker, and orders each lane.
 
 A chapter loads what earlier chapters made: models from the model cache (Chapter 4 loads
-Chapter 2's classifier and Chapter 3's autoencoder; Chapter 6 those and Chapter 5's VAE;
+Chapter 2's classifier and Chapter 3's autoencoder; Chapter 6 those, Chapter 4's DCGAN and Chapter 5's VAE;
 Chapters 7 and 8 Chapter 6's encoder) and numbers from the results record (Chapter 6
 quotes Chapter 1; Chapter 7 quotes Chapter 6). The lanes keep each such pair in order:
 either in one lane, or with the later chapter far enough down its lane (after the unit
@@ -23,9 +23,9 @@ import pytest
 
 UNIT_TESTS = "<unit tests>"
 LANES: dict[str, tuple[str, ...]] = {
-    "lane-a": ("02_core_concepts", "03_autoencoders", "06_recognition",
+    "lane-a": ("02_core_concepts", "03_autoencoders", "04_gans", "06_recognition",
                "07_semisupervised", "08_trends", "appendix_errata"),
-    "lane-b": ("05_vaes", "01_background", "appendix_distribute", UNIT_TESTS, "04_gans", "04b_training_gans"),
+    "lane-b": ("05_vaes", "01_background", UNIT_TESTS, "04b_training_gans", "appendix_distribute"),
 }
 LATER = ("appendix_results",)  # reads every chapter's numbers: the second run executes it
 
