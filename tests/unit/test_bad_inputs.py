@@ -142,6 +142,13 @@ CASES = [
     pytest.param(lambda t: train_few_label_classifier("supervised", 100000, 0, verbose=False), ValueError,
                  "per_class must be at most the size of the smallest class", "got 100000",
                  id="semisup-recipe-too-many-labels"),
+    pytest.param(lambda t: train_few_label_classifier("finetune", 10, 0, verbose=False, steps=100), ValueError,
+                 "steps can be set for method 'fixmatch' only", "got steps=100 for 'finetune'",
+                 id="semisup-recipe-steps-method"),
+    pytest.param(lambda t: train_few_label_classifier("fixmatch", 10, 0, verbose=False, steps=125), ValueError,
+                 "steps must be a multiple of 10", "got 125", id="semisup-recipe-steps-multiple"),
+    pytest.param(lambda t: train_few_label_classifier("fixmatch", 10, 0, verbose=False, steps=0), ValueError,
+                 "steps must be a positive integer", "got 0", id="semisup-recipe-steps-positive"),
     # ---- unwritable cache folders (a path under a regular file: refused even for root) -----------
     pytest.param(lambda t: _train_or_load(t, folder=t / "file" / "sub"), OSError,
                  r"to a writable folder", r"cache folder \S*/file/sub cannot be created",

@@ -215,3 +215,25 @@ def test_the_diffusion_history_keeps_every_steps_loss(tiny):
     _, history = recipes.train_diffusion(verbose=False)
     assert len(history["step_loss"]) == 4 and len(history["loss"]) == 2
     assert np.isclose(history["loss"][-1], np.mean(history["step_loss"][-2:]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["supervised", "finetune"])
+def test_a_few_label_run_is_trained_again_when_its_settings_change(tiny, capsys, monkeypatch, method):
+    """The labelled-only rows read FIXMATCH_CONFIG's rate, augmentation and dropout: a change
+    there must not load a model trained with the old settings from the cache."""
+    recipes.train_few_label_classifier(method, 1, 0, verbose=True)
+    recipes.train_few_label_classifier(method, 1, 0, verbose=True)
+    out = capsys.readouterr().out
+    assert out.count(f"uvbook: trained ch7_{method}") == 1 and f"uvbook: loaded ch7_{method}" in out, out
+    monkeypatch.setitem(recipes.FIXMATCH_CONFIG, "learning_rate", recipes.FIXMATCH_CONFIG["learning_rate"] / 10)
+    recipes.train_few_label_classifier(method, 1, 0, verbose=True)
+    assert f"uvbook: trained ch7_{method}" in capsys.readouterr().out
+
+
+def test_fixmatch_trains_the_steps_asked_for(tiny, capsys):
+    """``steps`` sets FixMatch's length (ten reports a run) and gets a cache entry of its own."""
+    _, history = recipes.train_few_label_classifier("fixmatch", 1, 0, verbose=True, steps=20)
+    assert len(history["watch_accuracy"]) == 10 and len(history["mask_rate"]) == 10
+    _, default = recipes.train_few_label_classifier("fixmatch", 1, 0, verbose=True)
+    assert len(default["watch_accuracy"]) == recipes.semisup_sizes()["steps"] // recipes.semisup_sizes()["report_every"]
+    assert capsys.readouterr().out.count("uvbook: trained ch7_fixmatch_k1_s0") == 2
