@@ -18,8 +18,11 @@ QUICK  := _quick
 
 # _build/book-status.json says whether the last build finished, at which commit and with a
 # clean tree: `make publish` reads it.
+# tools/execute_book.py first executes every notebook whose code changed (full mode), two at a
+# time in dependency order, into Jupyter Book's execution cache; the build then reads them from it.
 book: setup data graphviz
 	@$(PY) tools/publish.py record started
+	$(PY) tools/execute_book.py || { $(PY) tools/publish.py record failed; exit 1; }
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going || { $(PY) tools/publish.py record failed; exit 1; }
 	@$(PY) tools/publish.py record ok
 	@echo "The site is in _build/html (open _build/html/index.html)."

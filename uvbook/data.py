@@ -344,7 +344,24 @@ def make_pipeline(x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 
     ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y)).cache()
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return prefetched(ds.batch(batch_size))
+
+
+def prefetched(ds, buffer: int = 2):
+    """``ds`` with ``buffer`` batches prepared ahead and tf.data's autotuning switched off.
+
+    Every training pipeline of the book ends here. With autotuning on (tf.data's default, and
+    what ``prefetch(tf.data.AUTOTUNE)`` asks for), discarding an iterator waits for the tuner's
+    background thread, which sleeps in periods that double (10 ms, 20 ms, ...): a ``fit`` whose
+    batches are all done can sit idle for as long again as it has run. A fixed buffer of two
+    batches keeps the model busy on in-memory arrays without the tuner.
+    """
+    check_positive_int(buffer, "buffer")
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(buffer).with_options(options)
 
 
 def _check_name(name: str) -> None:

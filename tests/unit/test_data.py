@@ -152,3 +152,19 @@ def test_sources_are_searched_in_the_documented_order(monkeypatch, tmp_path):
     assert dirs[-1] == DEBIAN_FASHION_DIR and dirs[-2].name == "fashion-mnist" and dirs[-2] != DEBIAN_FASHION_DIR
     monkeypatch.delenv("UVBOOK_DATA_DIR")
     assert data.fashion_mnist_dirs() == dirs[2:]
+
+
+def test_training_pipelines_prefetch_without_the_autotuner():
+    """With tf.data's autotuner on, discarding an iterator waits for its sleeping thread: a fit
+    could stand idle for as long as it ran. Every pipeline the recipes build switches it off."""
+    from uvbook.models.semisup import semisup_batches
+    x = np.zeros((20, 28, 28, 1), "float32")
+    y = np.arange(20) % 2
+    pipelines = [data.make_pipeline(x, y, batch_size=4), semisup_batches(x, y, x, 2, 4, seed=0, n_classes=2)]
+    for ds in pipelines:
+        assert ds.options().autotune.enabled is False
+    batches = list(data.make_pipeline(x, y, batch_size=8, shuffle=False))
+    assert [len(b[0]) for b in batches] == [8, 8, 4]
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), y)
+    with pytest.raises(ValueError, match="buffer"):
+        data.prefetched(pipelines[0], buffer=0)

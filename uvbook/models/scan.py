@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from uvbook.data import prefetched
 from uvbook.validate import check_features, check_number, check_positive_int
 
 _EPS = 1e-8
@@ -202,4 +203,4 @@ def neighbour_pairs(features, neighbours, batch_size: int = 256, seed: int = 0):
 
     anchors = (tf.data.Dataset.range(len(x)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
                .repeat().batch(batch_size, drop_remainder=True))
-    return tf.data.Dataset.zip(tf.data.Dataset.random(seed=seed), anchors).map(pair).prefetch(2)
+    return prefetched(tf.data.Dataset.zip(tf.data.Dataset.random(seed=seed), anchors).map(pair))

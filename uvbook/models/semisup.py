@@ -21,6 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from uvbook.data import prefetched
 from uvbook.layers import replica_scaled
 from uvbook.models.contrastive import augment
 from uvbook.validate import check_images, check_labels, check_number, check_positive_int
@@ -244,7 +245,7 @@ def semisup_batches(x_labelled, y_labelled, x_unlabelled, labelled_batch: int, u
     if endless:
         unlabelled = unlabelled.repeat()
     unlabelled = unlabelled.batch(unlabelled_batch, drop_remainder=True)
-    return tf.data.Dataset.zip((labelled, unlabelled)).prefetch(tf.data.AUTOTUNE)
+    return prefetched(tf.data.Dataset.zip((labelled, unlabelled)))
 
 
 def semisup_pipeline(x_labelled, y_labelled, x_unlabelled, batch_size: int = 32, ratio: int = 7,
