@@ -7,7 +7,7 @@ first run into one of two lanes, one lane a worker, and orders each lane.
 
 A chapter loads what earlier chapters made: models from the model cache (Chapter 4 loads
 Chapter 2's classifier and Chapter 3's autoencoder; Chapter 6 those, Chapter 4's DCGAN and Chapter 5's VAE;
-Chapters 7 and 8 Chapter 6's encoder) and numbers from the results record (Chapter 6
+Chapters 7 and 8 Chapter 6's encoder, Chapter 7 also Chapter 5's VAE) and numbers from the results record (Chapter 6
 quotes Chapter 1; Chapter 7 quotes Chapter 6). The lanes keep each such pair in order:
 either in one lane, or with the later chapter far enough down its lane (after the unit
 tests) that the earlier one has finished. Were the order broken the book would still be
